@@ -1,0 +1,176 @@
+"""The ``calbridge`` command. With no arguments: migrate, then serve on the embedded default.
+
+Bad input ends with a one-line message and exit status 2; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sqlalchemy.exc import OperationalError
+
+from bridge.passwords import hash_password
+from bridge.settings import Settings, SettingsError, load_settings, replace
+from bridge.store import calendars, migrate, users
+from bridge.store.db import Store
+from bridge.store.errors import StoreError
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+        command: Callable[[argparse.Namespace, Settings], int] = getattr(args, "run", _default)
+        return command(args, settings)
+    except (CliError, SettingsError, StoreError, ValueError) as exc:
+        print(f"calbridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OperationalError as exc:
+        print(f"calbridge: cannot use the database: {exc.orig}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="calbridge", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML settings file (default: $BRIDGE_CONFIG, if set)")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="migrate the database, then serve HTTP")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(run=_serve)
+
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
+
+    tenant = sub.add_parser("tenant", help="manage tenants").add_subparsers(metavar="ACTION", required=True)
+    tenant_create = tenant.add_parser("create", help="create a tenant")
+    tenant_create.add_argument("name")
+    tenant_create.set_defaults(run=_tenant_create)
+
+    user = sub.add_parser("user", help="manage users").add_subparsers(metavar="ACTION", required=True)
+    user_create = user.add_parser("create", help="create a user (password from a prompt, or stdin)")
+    user_create.add_argument("--tenant", required=True)
+    user_create.add_argument("--login", required=True)
+    user_create.add_argument("--email", required=True)
+    user_create.add_argument("--role", default="member", choices=users.ROLES)
+    user_create.add_argument("--language", default="de", choices=users.LANGUAGES)
+    user_create.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    user_create.set_defaults(run=_user_create)
+
+    calendar = sub.add_parser("calendar", help="manage calendars").add_subparsers(metavar="ACTION", required=True)
+    calendar_create = calendar.add_parser("create", help="create a calendar")
+    calendar_create.add_argument("--owner", required=True, help="login of the owner")
+    calendar_create.add_argument("--slug", required=True, help="the calendar's name in its URL")
+    calendar_create.add_argument("--name", help="display name")
+    calendar_create.add_argument("--timezone", help="IANA zone (default: the default_timezone setting)")
+    calendar_create.set_defaults(run=_calendar_create)
+    calendar_list = calendar.add_parser("list", help="list calendars with their CalDAV URLs")
+    calendar_list.add_argument("--tenant")
+    calendar_list.set_defaults(run=_calendar_list)
+    return parser
+
+
+def _store(settings: Settings) -> Store:
+    return Store(settings.effective_database_url, pool_size=settings.db_pool_size)
+
+
+def _migrated_store(settings: Settings) -> Store:
+    store = _store(settings)
+    migrate.upgrade(store)
+    return store
+
+
+def _default(args: argparse.Namespace, settings: Settings) -> int:
+    return _serve(argparse.Namespace(host=None, port=None), settings)
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from bridge.web.app import create_app
+
+    changes = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    settings = replace(settings, **changes)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = _migrated_store(settings)
+    app = create_app(settings, store)
+    print(f"calbridge: CalDAV at {settings.public_base_url}/dav/ (database: {store.url.get_backend_name()})",
+          file=sys.stderr)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                access_log=False)
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    store = _migrated_store(settings)
+    print(f"database at revision {migrate.current_revision(store)}")
+    store.dispose()
+    return 0
+
+
+def _tenant_create(args: argparse.Namespace, settings: Settings) -> int:
+    store = _migrated_store(settings)
+    with store.write() as session:
+        tenant = users.create_tenant(session, args.name)
+        print(f"tenant {tenant.name!r} created")
+    return 0
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin or not sys.stdin.isatty():
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise CliError("the passwords differ")
+    if not password:
+        raise CliError("no password given")
+    return password
+
+
+def _user_create(args: argparse.Namespace, settings: Settings) -> int:
+    password_hash = hash_password(_read_password(args.password_stdin))
+    store = _migrated_store(settings)
+    with store.write() as session:
+        tenant = users.tenant_by_name(session, args.tenant)
+        user = users.create_user(session, tenant, login=args.login, email=args.email, role=args.role,
+                                 language=args.language, password_hash=password_hash)
+        print(f"user {user.login!r} ({user.role}) created in tenant {tenant.name!r}")
+    return 0
+
+
+def _calendar_create(args: argparse.Namespace, settings: Settings) -> int:
+    store = _migrated_store(settings)
+    with store.write() as session:
+        owner = users.user_by_login(session, args.owner)
+        if owner is None:
+            raise CliError(f"no user {args.owner!r}")
+        props = {"D:displayname": args.name} if args.name else None
+        calendar = calendars.create_calendar(session, owner, args.slug,
+                                             timezone=args.timezone or settings.default_timezone, props=props)
+        print(f"{settings.public_base_url}/dav/{owner.login}/{calendar.slug}/")
+    return 0
+
+
+def _calendar_list(args: argparse.Namespace, settings: Settings) -> int:
+    store = _migrated_store(settings)
+    with store.read() as session:
+        tenant_id = users.tenant_by_name(session, args.tenant).id if args.tenant else None
+        for calendar, owner in calendars.calendars_with_owner(session, tenant_id):
+            name = calendars.get_props(calendar).get("D:displayname", "")
+            print(f"{settings.public_base_url}/dav/{owner.login}/{calendar.slug}/\t{calendar.timezone}\t{name}")
+    return 0

@@ -1,0 +1,119 @@
+"""Typed settings: the TOML file first, then ``BRIDGE_*`` environment variables.
+
+This is the only module that reads the environment; everything else receives
+one :class:`Settings` object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "BRIDGE_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing, unknown or has a value of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the bridge; the defaults run it embedded on SQLite."""
+
+    data_dir: Path = Path("./data")
+    database_url: str = ""  # empty: SQLite file in data_dir
+    host: str = "127.0.0.1"
+    port: int = 5232
+    base_url: str = ""  # public URL printed in CalDAV links; empty: http://host:port
+    max_body_bytes: int = 1024 * 1024
+    default_timezone: str = "Europe/Berlin"
+    auth_cache_seconds: int = 60
+    sync_token_max_age_days: int = 30
+    log_level: str = "info"
+    db_pool_size: int = 8
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'calbridge.sqlite3').resolve()}"
+
+    @property
+    def public_base_url(self) -> str:
+        if self.base_url:
+            return self.base_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
+
+    def validate(self) -> Settings:
+        if self.max_body_bytes < 1024:
+            raise SettingsError("max_body_bytes must be at least 1024")
+        if not 0 < self.port < 65536:
+            raise SettingsError(f"port must be between 1 and 65535, not {self.port}")
+        if self.auth_cache_seconds < 0 or self.sync_token_max_age_days < 1:
+            raise SettingsError("auth_cache_seconds must be >= 0 and sync_token_max_age_days >= 1")
+        try:
+            zoneinfo.ZoneInfo(self.default_timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise SettingsError(f"default_timezone {self.default_timezone!r} is not an IANA zone") from exc
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            raise SettingsError("log_level must be debug, info, warning or error")
+        return self
+
+
+_FIELD_TYPES = {f.name: f.type for f in fields(Settings)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = _FIELD_TYPES[name]
+    try:
+        if kind == "int":
+            if isinstance(value, bool):
+                raise ValueError
+            return int(value)
+        if kind == "Path":
+            return Path(str(value))
+        if isinstance(value, str | int | float):
+            return str(value)
+    except ValueError:
+        pass
+    raise SettingsError(f"setting {name!r} has an invalid value {value!r} (expected {kind})")
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``path`` (if given or found at ``$BRIDGE_CONFIG``), then apply ``BRIDGE_*`` variables."""
+    env = os.environ if environ is None else environ
+    if path is None and env.get(ENV_PREFIX + "CONFIG"):
+        path = Path(env[ENV_PREFIX + "CONFIG"])
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with path.open("rb") as handle:
+                raw = tomllib.load(handle)
+        except FileNotFoundError as exc:
+            raise SettingsError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
+        section = raw.get("bridge", raw)
+        for key, value in section.items():
+            if key not in _FIELD_TYPES:
+                raise SettingsError(f"unknown setting {key!r} in {path}")
+            values[key] = _coerce(key, value)
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in _FIELD_TYPES:
+            raise SettingsError(f"unknown environment variable {key}")
+        values[name] = _coerce(name, value)
+    return Settings(**values).validate()
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    """A copy with ``changes`` applied and validated (used by the CLI's flags and tests)."""
+    return dataclasses.replace(settings, **changes).validate()

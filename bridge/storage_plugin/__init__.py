@@ -1,0 +1,1 @@
+"""Radicale plugins over bridge.store: storage (collections and items), auth and rights."""

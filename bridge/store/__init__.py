@@ -1,0 +1,1 @@
+"""SQL storage: models, transactions, query functions and migrations. The only place that writes SQL."""

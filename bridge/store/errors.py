@@ -1,0 +1,42 @@
+"""Store errors carry their facts; they never speak HTTP (the web layer maps them)."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base of everything the store raises on purpose."""
+
+
+class NotFound(StoreError):
+    def __init__(self, what: str, key: str) -> None:
+        super().__init__(f"{what} {key!r} does not exist")
+        self.what = what
+        self.key = key
+
+
+class AlreadyExists(StoreError):
+    def __init__(self, what: str, key: str) -> None:
+        super().__init__(f"{what} {key!r} already exists")
+        self.what = what
+        self.key = key
+
+
+class ItemExists(StoreError):
+    """Another href of the calendar already holds this UID (CalDAV no-uid-conflict)."""
+
+    def __init__(self, uid: str, href: str) -> None:
+        super().__init__(f"UID is already used by {href!r}")
+        self.uid = uid
+        self.href = href
+
+
+class EtagMismatch(StoreError):
+    def __init__(self, href: str, expected: str, actual: str | None) -> None:
+        super().__init__(f"item {href!r} has etag {actual!r}, not {expected!r}")
+        self.href = href
+        self.expected = expected
+        self.actual = actual
+
+
+class InvalidSyncToken(StoreError):
+    """A sync token that is malformed, from another calendar, from the future or expired."""

@@ -1,0 +1,150 @@
+"""Items: reads by href, UID and time range; writes that record a change in the same transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.orm import Session
+
+from bridge.store import changes
+from bridge.store.errors import EtagMismatch, ItemExists, NotFound
+from bridge.store.index import UNBOUNDED_CLASS, ItemFacts, class_reach
+from bridge.store.models import EARLIEST, Calendar, Item, utcnow
+
+# Classes that exist in practice; rows of a class above the largest finite one are unbounded.
+_FINITE_CLASSES = range(0, 23)
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """What a writer supplies; the store adds identity, change number and time."""
+
+    href: str
+    uid: str
+    etag: str
+    text: str
+    facts: ItemFacts
+    origin: str = "client"
+
+
+def by_href(session: Session, calendar_id: int, href: str) -> Item | None:
+    return session.scalar(select(Item).where(Item.calendar_id == calendar_id, Item.href == href))
+
+
+def by_hrefs(session: Session, calendar_id: int, hrefs: Sequence[str]) -> list[Item]:
+    found: list[Item] = []
+    wanted = list(dict.fromkeys(hrefs))
+    for start in range(0, len(wanted), 500):
+        chunk = wanted[start:start + 500]
+        found.extend(session.scalars(select(Item).where(Item.calendar_id == calendar_id, Item.href.in_(chunk))))
+    return found
+
+
+def all_of(session: Session, calendar_id: int) -> list[Item]:
+    return list(session.scalars(select(Item).where(Item.calendar_id == calendar_id).order_by(Item.href)))
+
+
+def href_of_uid(session: Session, calendar_id: int, uid: str) -> str | None:
+    return session.scalar(select(Item.href).where(Item.calendar_id == calendar_id, Item.uid == uid))
+
+
+def overlapping(
+    session: Session, calendar_id: int, start: datetime, end: datetime, component: str | None = None
+) -> list[Item]:
+    """Items whose span overlaps [start, end), reading only index ranges near the window.
+
+    For each span class k the rows that can overlap start no earlier than
+    ``start - 2**k days``, so every class is one bounded index range scan and
+    the cost follows the window, not the size of the calendar.
+    """
+    per_class = [
+        and_(Item.span_class == klass, Item.span_start >= _earliest_start(start, klass))
+        for klass in _FINITE_CLASSES
+    ]
+    per_class.append(Item.span_class == UNBOUNDED_CLASS)
+    query = select(Item).where(
+        Item.calendar_id == calendar_id,
+        or_(*per_class),
+        Item.span_start < end,
+        Item.span_end > start,
+    )
+    if component:
+        query = query.where(Item.component == component)
+    return list(session.scalars(query))
+
+
+def _earliest_start(start: datetime, klass: int) -> datetime:
+    reach = class_reach(klass)
+    return start - reach if start - EARLIEST > reach else EARLIEST
+
+
+def put(session: Session, calendar: Calendar, new: NewItem, *, if_match: str | None = None) -> None:
+    """Create or replace the item at ``new.href``, recording the change."""
+    holder = href_of_uid(session, calendar.id, new.uid)
+    if holder is not None and holder != new.href:
+        raise ItemExists(new.uid, holder)
+    current = by_href(session, calendar.id, new.href)
+    if if_match is not None and (current is None or (if_match != "*" and current.etag != if_match)):
+        raise EtagMismatch(new.href, if_match, current.etag if current else None)
+    facts = new.facts
+    values = {
+        "uid": new.uid,
+        "etag": new.etag,
+        "text": new.text,
+        "component": facts.component,
+        "dtstart": facts.dtstart,
+        "dtend": facts.dtend,
+        "span_start": facts.span_start,
+        "span_end": facts.span_end,
+        "span_class": facts.span_class,
+        "recurring": facts.recurring,
+        "transparency": facts.transparency,
+        "klass": facts.klass,
+        "status": facts.status,
+        "origin": new.origin,
+        "modified_at": utcnow(),
+    }
+    if current is None:
+        session.add(Item(tenant_id=calendar.tenant_id, calendar_id=calendar.id, href=new.href, **values))
+    else:
+        for key, value in values.items():
+            setattr(current, key, value)
+    changes.record(session, calendar, new.href, deleted=False)
+    session.flush()
+
+
+def remove(session: Session, calendar: Calendar, href: str) -> None:
+    deleted = session.execute(delete(Item).where(Item.calendar_id == calendar.id, Item.href == href))
+    if deleted.rowcount == 0:  # type: ignore[attr-defined]
+        raise NotFound("item", href)
+    changes.record(session, calendar, href, deleted=True)
+
+
+def remove_all(session: Session, calendar: Calendar) -> list[str]:
+    """Delete every item of the calendar, recording each deletion."""
+    hrefs = list(session.scalars(select(Item.href).where(Item.calendar_id == calendar.id)))
+    session.execute(delete(Item).where(Item.calendar_id == calendar.id))
+    for href in hrefs:
+        changes.record(session, calendar, href, deleted=True)
+    return hrefs
+
+
+def move(session: Session, item: Item, source: Calendar, target: Calendar, to_href: str) -> None:
+    """Move ``item`` to ``target`` under ``to_href``, replacing what is there."""
+    if source.id == target.id and item.href == to_href:
+        return
+    holder = href_of_uid(session, target.id, item.uid)
+    if holder is not None and holder != to_href and not (source.id == target.id and holder == item.href):
+        raise ItemExists(item.uid, holder)
+    session.execute(delete(Item).where(Item.calendar_id == target.id, Item.href == to_href))
+    old_href = item.href
+    item.calendar_id = target.id
+    item.tenant_id = target.tenant_id
+    item.href = to_href
+    item.modified_at = utcnow()
+    session.flush()
+    changes.record(session, source, old_href, deleted=True)
+    changes.record(session, target, to_href, deleted=False)

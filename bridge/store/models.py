@@ -1,0 +1,168 @@
+"""SQLAlchemy 2 typed models: tenant, user, calendar, item, change.
+
+Every table carries ``tenant_id`` so that isolation can be checked on any row.
+Times are aware UTC datetimes (stored naive UTC, which both SQLite and
+PostgreSQL compare correctly).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# The earliest and latest instants an index column can hold: an item without
+# any date spans everything, an open-ended series ends at UNBOUNDED.
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+UNBOUNDED = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out; naive UTC on disk."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given where an aware UTC one is required")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+UtcTime = Annotated[datetime, mapped_column(UTCDateTime())]
+PrimaryKey = Annotated[int, mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)]
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _tenant_fk() -> Mapped[int]:
+    return mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), index=True)
+
+
+class Tenant(Base):
+    """One business using the booking system."""
+
+    __tablename__ = "tenant"
+    id: Mapped[PrimaryKey]
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    created_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    """A login of a tenant; the login is the CalDAV principal name, unique installation-wide."""
+
+    __tablename__ = "user"
+    id: Mapped[PrimaryKey]
+    tenant_id: Mapped[int] = _tenant_fk()
+    login: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254))
+    language: Mapped[str] = mapped_column(String(8), default="de")
+    role: Mapped[str] = mapped_column(String(16), default="member")  # admin | member | service
+    password_hash: Mapped[str] = mapped_column(String(255))
+    props: Mapped[str] = mapped_column(Text, default="{}")  # principal's WebDAV properties (JSON)
+    created_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+
+
+class Calendar(Base):
+    """An internal calendar at /dav/<owner-login>/<slug>/."""
+
+    __tablename__ = "calendar"
+    __table_args__ = (UniqueConstraint("owner_id", "slug"),)
+    id: Mapped[PrimaryKey]
+    tenant_id: Mapped[int] = _tenant_fk()
+    owner_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    slug: Mapped[str] = mapped_column(String(128))
+    tag: Mapped[str] = mapped_column(String(16), default="VCALENDAR")
+    timezone: Mapped[str] = mapped_column(String(64))
+    props: Mapped[str] = mapped_column(Text, default="{}")  # WebDAV properties as Radicale names them (JSON)
+    # Sync state: a random epoch makes tokens of a deleted and recreated calendar invalid;
+    # change_counter is bumped under a row lock by every writing transaction.
+    sync_epoch: Mapped[str] = mapped_column(String(16))
+    change_counter: Mapped[int] = mapped_column(BigInteger, default=0)
+    changes_pruned_through: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+    modified_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+
+
+class Item(Base):
+    """One calendar object resource: iCalendar text plus the columns queries filter on."""
+
+    __tablename__ = "item"
+    __table_args__ = (
+        UniqueConstraint("calendar_id", "href"),
+        UniqueConstraint("calendar_id", "uid"),
+        Index("ix_item_span", "calendar_id", "span_class", "span_start"),
+    )
+    id: Mapped[PrimaryKey]
+    tenant_id: Mapped[int] = _tenant_fk()
+    calendar_id: Mapped[int] = mapped_column(ForeignKey("calendar.id", ondelete="CASCADE"))
+    href: Mapped[str] = mapped_column(String(255))
+    uid: Mapped[str] = mapped_column(String(255))
+    etag: Mapped[str] = mapped_column(String(80))
+    component: Mapped[str] = mapped_column(String(16))  # VEVENT, VTODO, VJOURNAL, VCARD ...
+    text: Mapped[str] = mapped_column(Text)
+    # The instants of the first (master) instance, for free/busy and the booking engine.
+    dtstart: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    dtend: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The span every instance lies in (Radicale's time range); UNBOUNDED for open-ended series.
+    span_start: Mapped[UtcTime]
+    span_end: Mapped[UtcTime]
+    # log2 bucket of the span's length, so that overlap queries scan a bounded range (see queries).
+    span_class: Mapped[int] = mapped_column(SmallInteger)
+    recurring: Mapped[bool] = mapped_column(Boolean, default=False)
+    transparency: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    klass: Mapped[str | None] = mapped_column("class", String(16), nullable=True)
+    status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    origin: Mapped[str] = mapped_column(String(40), default="client")
+    modified_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+
+
+class Change(Base):
+    """Append-only record of a write or delete, numbered per calendar in commit order."""
+
+    __tablename__ = "change"
+    __table_args__ = (UniqueConstraint("calendar_id", "number"),)
+    id: Mapped[PrimaryKey]
+    tenant_id: Mapped[int] = _tenant_fk()
+    calendar_id: Mapped[int] = mapped_column(ForeignKey("calendar.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(BigInteger)
+    href: Mapped[str] = mapped_column(String(255))
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[UtcTime] = mapped_column(default=utcnow)

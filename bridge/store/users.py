@@ -1,0 +1,75 @@
+"""Tenants and users (logins are CalDAV principal names, unique installation-wide)."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bridge.store.errors import AlreadyExists, NotFound
+from bridge.store.models import Tenant, User
+
+ROLES = ("admin", "member", "service")
+LANGUAGES = ("de", "en")
+# A login is a path segment of every CalDAV URL: keep it to characters no client mangles.
+LOGIN_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def create_tenant(session: Session, name: str) -> Tenant:
+    name = name.strip()
+    if not name or len(name) > 120:
+        raise ValueError("a tenant name must have 1 to 120 characters")
+    if session.scalar(select(Tenant.id).where(Tenant.name == name)) is not None:
+        raise AlreadyExists("tenant", name)
+    tenant = Tenant(name=name)
+    session.add(tenant)
+    session.flush()
+    return tenant
+
+
+def tenant_by_name(session: Session, name: str) -> Tenant:
+    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+    if tenant is None:
+        raise NotFound("tenant", name)
+    return tenant
+
+
+def create_user(
+    session: Session,
+    tenant: Tenant,
+    *,
+    login: str,
+    email: str,
+    password_hash: str,
+    role: str = "member",
+    language: str = "de",
+) -> User:
+    if not LOGIN_PATTERN.match(login):
+        raise ValueError(
+            "a login has 1 to 64 characters: lower-case letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    if not EMAIL_PATTERN.match(email):
+        raise ValueError(f"{email!r} is not an e-mail address")
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if language not in LANGUAGES:
+        raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
+    if session.scalar(select(User.id).where(User.login == login)) is not None:
+        raise AlreadyExists("user", login)
+    user = User(
+        tenant_id=tenant.id, login=login, email=email, password_hash=password_hash, role=role, language=language
+    )
+    session.add(user)
+    session.flush()
+    return user
+
+
+def user_by_login(session: Session, login: str) -> User | None:
+    return session.scalar(select(User).where(User.login == login))
+
+
+def users_of_tenant(session: Session, tenant_id: int) -> list[User]:
+    return list(session.scalars(select(User).where(User.tenant_id == tenant_id).order_by(User.login)))

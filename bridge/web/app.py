@@ -1,0 +1,57 @@
+"""Starlette app factory: /dav (Radicale behind the gate), /.well-known/caldav, /healthz."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from a2wsgi import WSGIMiddleware
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+
+from bridge.settings import Settings
+from bridge.store.db import Store
+from bridge.web.dav import DavGate
+from bridge.web.radicale_app import build_radicale
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, store: Store | None = None) -> Starlette:
+    """The web app; ``store`` is created from the settings unless one is passed (tests share one)."""
+    store = store or Store(settings.effective_database_url, pool_size=settings.db_pool_size)
+    radicale_wsgi = build_radicale(settings, store)
+    dav = DavGate(WSGIMiddleware(radicale_wsgi, workers=max(4, settings.db_pool_size)),  # type: ignore[arg-type]
+                  max_body_bytes=settings.max_body_bytes)
+
+    async def well_known(request: Request) -> Response:
+        return RedirectResponse("/dav/", status_code=301)
+
+    async def healthz(request: Request) -> Response:
+        try:
+            await run_in_threadpool(store.ping)
+        except SQLAlchemyError:
+            log.warning("health check: database unreachable")
+            return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        store.dispose()
+
+    routes = [
+        Route("/.well-known/caldav", well_known, methods=["GET", "HEAD", "PROPFIND", "OPTIONS"]),
+        Route("/.well-known/carddav", well_known, methods=["GET", "HEAD", "PROPFIND", "OPTIONS"]),
+        Route("/healthz", healthz),
+        Mount("/dav", app=dav),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.store = store
+    app.state.settings = settings
+    return app

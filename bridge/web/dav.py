@@ -1,0 +1,129 @@
+"""The pure-ASGI gate in front of Radicale at /dav.
+
+It enforces the body size limit (413), refuses XML with a DTD or entities
+without expanding them, and validates iCalendar PUT bodies with Radicale's own
+checks so that a refusal carries its reason. Everything else passes unchanged.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree
+import xml.parsers.expat
+from typing import Any
+
+import defusedxml
+import defusedxml.ElementTree
+from radicale import item as radicale_item
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MAX_RRULE_OCCURRENCES = 10_000  # Radicale's default limit
+XML_METHODS = frozenset({"PROPFIND", "PROPPATCH", "REPORT", "MKCALENDAR", "MKCOL", "ACL"})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class DavGate:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {key.decode("latin1").lower(): value.decode("latin1") for key, value in scope["headers"]}
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            await _plain(send, 413, f"request body over the limit of {self.max_body_bytes} bytes")
+            return
+        try:
+            body = await _read_body(receive, self.max_body_bytes)
+        except BodyTooLarge:
+            await _plain(send, 413, f"request body over the limit of {self.max_body_bytes} bytes")
+            return
+        reason = _refusal(scope["method"], headers, scope["path"], body)
+        if reason:
+            await _plain(send, 400, reason)
+            return
+        await self.app(scope, _replay(body), send)
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def _refusal(method: str, headers: dict[str, str], path: str, body: bytes) -> str | None:
+    """Why the request must be refused before Radicale sees it, or None."""
+    if not body:
+        return None
+    if method in XML_METHODS:
+        return _xml_refusal(body)
+    if method == "PUT" and not path.endswith("/"):
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type in ("text/calendar", "") or path.lower().endswith(".ics"):
+            return _icalendar_refusal(body)
+    return None
+
+
+def _xml_refusal(body: bytes) -> str | None:
+    try:
+        defusedxml.ElementTree.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except defusedxml.DefusedXmlException:
+        return "XML with a document type or entity declarations is not accepted"
+    except (xml.etree.ElementTree.ParseError, xml.parsers.expat.ExpatError) as exc:
+        return f"malformed XML: {exc}"
+    return None
+
+
+def _icalendar_refusal(body: bytes) -> str | None:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return "iCalendar data must be UTF-8"
+    try:
+        components = radicale_item.read_components(text)
+        if components and components[0].name == "VCALENDAR":
+            radicale_item.check_and_sanitize_items(components, tag="VCALENDAR",
+                                                   max_vevent_rrule_occurrence=MAX_RRULE_OCCURRENCES)
+    except Exception as exc:  # Radicale's parser raises anything from ValueError to vobject's errors
+        return f"invalid iCalendar data: {_first_line(exc)}"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+async def _plain(send: Send, status: int, text: str) -> None:
+    body = (text + "\n").encode()
+    headers: list[Any] = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,43 @@
+"""Build the Radicale WSGI application wired to calbridge's storage, auth and rights plugins."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import radicale
+from radicale import config as radicale_config
+
+from bridge.settings import Settings
+from bridge.storage_plugin.auth import SqlAuth
+from bridge.storage_plugin.rights import SqlRights
+from bridge.storage_plugin.storage import SqlStorage
+from bridge.store.db import Store
+
+
+def build_radicale(settings: Settings, store: Store) -> radicale.Application:
+    """Radicale with our plugins passed as callables (so they share one Store; no globals)."""
+    configuration = radicale_config.load()
+    configuration.update(
+        {
+            "server": {
+                "max_content_length": str(settings.max_body_bytes),
+                "max_resource_size": str(int(settings.max_body_bytes * 0.8)),
+            },
+            "auth": {
+                "type": functools.partial(SqlAuth, store, settings),
+                "realm": "calbridge",
+                "delay": "1",
+            },
+            "rights": {"type": functools.partial(SqlRights, store)},
+            "storage": {"type": functools.partial(SqlStorage, store, settings)},
+            "web": {"type": "none"},
+            "hook": {"type": "none"},
+            "logging": {"level": "warning", "mask_passwords": "True", "bad_put_request_content": "False"},
+        },
+        "calbridge",
+        privileged=True,
+    )
+    # Radicale logs user names and paths at info level: keep them out of our logs.
+    logging.getLogger("radicale").setLevel(logging.WARNING)
+    return radicale.Application(configuration)
