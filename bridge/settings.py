@@ -34,6 +34,7 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     default_timezone: str = "Europe/Berlin"
     auth_cache_seconds: int = 60
+    auth_failure_delay_seconds: float = 1.0
     sync_token_max_age_days: int = 30
     log_level: str = "info"
     db_pool_size: int = 8
@@ -57,6 +58,8 @@ class Settings:
             raise SettingsError(f"port must be between 1 and 65535, not {self.port}")
         if self.auth_cache_seconds < 0 or self.sync_token_max_age_days < 1:
             raise SettingsError("auth_cache_seconds must be >= 0 and sync_token_max_age_days >= 1")
+        if not 0 <= self.auth_failure_delay_seconds <= 10:
+            raise SettingsError("auth_failure_delay_seconds must be between 0 and 10")
         try:
             zoneinfo.ZoneInfo(self.default_timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
@@ -76,6 +79,10 @@ def _coerce(name: str, value: Any) -> Any:
             if isinstance(value, bool):
                 raise ValueError
             return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
         if kind == "Path":
             return Path(str(value))
         if isinstance(value, str | int | float):

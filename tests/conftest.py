@@ -118,7 +118,7 @@ def _hash(password: str) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, max_body_bytes=1024 * 1024)
+    return Settings(data_dir=tmp_path, max_body_bytes=1024 * 1024, auth_failure_delay_seconds=0)
 
 
 @pytest.fixture

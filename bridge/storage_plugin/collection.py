@@ -140,6 +140,7 @@ class SqlCollection(radicale_storage.BaseCollection):
                                                        facts=facts, origin="client"))
         except StoreError as exc:
             raise ValueError(str(exc)) from exc
+        self._storage.prune_now_and_then(session, calendar)
         row = items.by_href(session, calendar.id, href)
         assert row is not None
         return self.to_radicale(row), replaced
@@ -158,10 +159,12 @@ class SqlCollection(radicale_storage.BaseCollection):
         if href is None:
             calendars.delete_calendar(session, self._require_calendar())
             return
+        calendar = self._require_calendar()
         try:
-            items.remove(session, self._require_calendar(), href)
+            items.remove(session, calendar, href)
         except StoreError as exc:
             raise radicale_storage.ComponentNotFoundError(href) from exc
+        self._storage.prune_now_and_then(session, calendar)
 
     # -- metadata -----------------------------------------------------------------------
 

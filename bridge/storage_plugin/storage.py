@@ -13,6 +13,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import icalendar
@@ -25,13 +26,14 @@ from sqlalchemy.orm import Session
 from bridge.settings import Settings
 from bridge.storage_plugin.collection import SqlCollection
 from bridge.storage_plugin.paths import split
-from bridge.store import calendars, users
+from bridge.store import calendars, changes, users
 from bridge.store import items as item_store
 from bridge.store.db import Store
 from bridge.store.errors import StoreError
-from bridge.store.models import User
+from bridge.store.models import Calendar, User
 
 T = TypeVar("T")
+PRUNE_EVERY = 256
 
 
 class SqlStorage(radicale_storage.BaseStorage):
@@ -80,6 +82,12 @@ class SqlStorage(radicale_storage.BaseStorage):
             finally:
                 self._local.session = None
                 self._local.user = ""
+
+    def prune_now_and_then(self, session: Session, calendar: Calendar) -> None:
+        """Every few hundred changes, forget those older than the sync-token lifetime."""
+        if calendar.change_counter % PRUNE_EVERY == 0:
+            max_age = timedelta(days=self._settings.sync_token_max_age_days)
+            changes.prune(session, calendar, older_than=datetime.now(UTC) - max_age)
 
     @staticmethod
     def _lock_calendars(session: Session, *paths: str | None) -> None:

@@ -27,7 +27,8 @@ def build_radicale(settings: Settings, store: Store) -> radicale.Application:
             "auth": {
                 "type": functools.partial(SqlAuth, store, settings),
                 "realm": "calbridge",
-                "delay": "1",
+                # Radicale sleeps this long (randomised) before a 401 or 403, against guessing.
+                "delay": str(settings.auth_failure_delay_seconds),
             },
             "rights": {"type": functools.partial(SqlRights, store)},
             "storage": {"type": functools.partial(SqlStorage, store, settings)},

@@ -1,0 +1,85 @@
+"""The calbridge command: set-up commands, calendar URLs, and clear errors without tracebacks."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from bridge.cli import main
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    for name in ("BRIDGE_CONFIG", "BRIDGE_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BRIDGE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BRIDGE_BASE_URL", "https://cal.example.org")
+    return tmp_path
+
+
+def _run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *argv: str,
+         stdin: str = "") -> tuple[int, str, str]:
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_setup_commands_end_with_a_subscribable_url(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(monkeypatch, capsys, "migrate")[0] == 0
+    assert _run(monkeypatch, capsys, "tenant", "create", "Praxis Dr. Weber")[0] == 0
+    code, out, _ = _run(monkeypatch, capsys, "user", "create", "--tenant", "Praxis Dr. Weber", "--login", "weber",
+                        "--email", "weber@example.org", "--role", "admin", "--password-stdin",
+                        stdin="a long enough password\n")
+    assert code == 0 and "weber" in out
+    code, out, _ = _run(monkeypatch, capsys, "calendar", "create", "--owner", "weber", "--slug", "praxis",
+                        "--name", "Praxis", "--timezone", "Europe/Vienna")
+    assert (code, out.strip()) == (0, "https://cal.example.org/dav/weber/praxis/")
+    code, out, _ = _run(monkeypatch, capsys, "calendar", "list")
+    assert out.split("\t")[:2] == ["https://cal.example.org/dav/weber/praxis/", "Europe/Vienna"]
+    assert (env / "calbridge.sqlite3").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin", "message"),
+    [
+        (("tenant", "create", " "), "", "tenant name"),
+        (("user", "create", "--tenant", "Nope", "--login", "x", "--email", "x@example.org", "--password-stdin"),
+         "long enough password\n", "tenant 'Nope' does not exist"),
+        (("user", "create", "--tenant", "T", "--login", "Bad Login!", "--email", "x@example.org",
+          "--password-stdin"), "long enough password\n", "a login has"),
+        (("user", "create", "--tenant", "T", "--login", "x", "--email", "x@example.org", "--password-stdin"),
+         "short\n", "at least 8 characters"),
+        (("calendar", "create", "--owner", "ghost", "--slug", "c"), "", "no user 'ghost'"),
+    ],
+)
+def test_bad_input_gets_one_clear_line_and_exit_status_2(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str], argv: tuple[str, ...],
+                                                         stdin: str, message: str) -> None:
+    _run(monkeypatch, capsys, "tenant", "create", "T")
+    code, _, err = _run(monkeypatch, capsys, *argv, stdin=stdin)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_duplicate_login_and_calendar_are_refused(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    _run(monkeypatch, capsys, "tenant", "create", "T")
+    create = ("user", "create", "--tenant", "T", "--login", "kim", "--email", "k@example.org", "--password-stdin")
+    assert _run(monkeypatch, capsys, *create, stdin="long enough password\n")[0] == 0
+    code, _, err = _run(monkeypatch, capsys, *create, stdin="long enough password\n")
+    assert code == 2 and "user 'kim' already exists" in err
+    assert _run(monkeypatch, capsys, "calendar", "create", "--owner", "kim", "--slug", "c")[0] == 0
+    code, _, err = _run(monkeypatch, capsys, "calendar", "create", "--owner", "kim", "--slug", "c")
+    assert code == 2 and "already exists" in err
+
+
+def test_bad_setting_is_reported_before_anything_runs(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("BRIDGE_PORT", "not-a-port")
+    code, _, err = _run(monkeypatch, capsys, "migrate")
+    assert code == 2 and "port" in err
