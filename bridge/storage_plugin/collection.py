@@ -131,19 +131,15 @@ class SqlCollection(radicale_storage.BaseCollection):
     def upload(self, href: str, item: radicale_item.Item) -> tuple[radicale_item.Item, radicale_item.Item | None]:
         calendar = self._require_calendar()
         session = self._session
-        current = items.by_href(session, calendar.id, href)
-        replaced = self.to_radicale(current) if current is not None else None
         text = item.serialize()
         try:
             facts = describe(text, item.time_range, calendar.timezone, name=item.name)
-            items.put(session, calendar, items.NewItem(href=href, uid=item.uid, etag=item.etag, text=text,
-                                                       facts=facts, origin="client"))
+            row, replaced = items.put(session, calendar, items.NewItem(
+                href=href, uid=item.uid, etag=item.etag, text=text, facts=facts, origin="client"))
         except StoreError as exc:
             raise ValueError(str(exc)) from exc
         self._storage.prune_now_and_then(session, calendar)
-        row = items.by_href(session, calendar.id, href)
-        assert row is not None
-        return self.to_radicale(row), replaced
+        return self.to_radicale(row), self.to_radicale(replaced) if replaced is not None else None
 
     def upload_all(self, new_items: Iterable[radicale_item.Item]) -> list[str]:
         """Store items of a whole-collection PUT under hrefs derived from their UIDs."""
@@ -157,7 +153,9 @@ class SqlCollection(radicale_storage.BaseCollection):
     def delete(self, href: str | None = None) -> None:
         session = self._session
         if href is None:
-            calendars.delete_calendar(session, self._require_calendar())
+            calendar = self._require_calendar()
+            calendars.delete_calendar(session, calendar)
+            self._storage.forget_calendar(calendar)
             return
         calendar = self._require_calendar()
         try:

@@ -77,11 +77,13 @@ class SqlStorage(radicale_storage.BaseStorage):
                 self._lock_calendars(session, kwargs.get("path"), kwargs.get("to_path"))
             self._local.session = session
             self._local.user = user
+            self._local.memo = {}
             try:
                 yield
             finally:
                 self._local.session = None
                 self._local.user = ""
+                self._local.memo = {}
 
     def prune_now_and_then(self, session: Session, calendar: Calendar) -> None:
         """Every few hundred changes, forget those older than the sync-token lifetime."""
@@ -114,7 +116,7 @@ class SqlStorage(radicale_storage.BaseStorage):
                 for principal in self._visible_principals(session):
                     yield SqlCollection(self, principal.login, principal=principal)
             return
-        owner = users.user_by_login(session, parts[0])
+        owner = self._user(session, parts[0])
         if owner is None:
             return
         if len(parts) == 1:
@@ -123,7 +125,7 @@ class SqlStorage(radicale_storage.BaseStorage):
                 for calendar in calendars.calendars_of_owner(session, owner.id):
                     yield SqlCollection(self, f"{owner.login}/{calendar.slug}", owner, calendar)
             return
-        calendar = calendars.calendar_of(session, owner.id, parts[1])
+        calendar = self._calendar(session, owner, parts[1])
         if calendar is None or len(parts) > 3:
             return
         collection = SqlCollection(self, f"{owner.login}/{calendar.slug}", owner, calendar)
@@ -135,6 +137,25 @@ class SqlStorage(radicale_storage.BaseStorage):
         yield collection
         if depth != "0":
             yield from collection.get_all()
+
+    def _user(self, session: Session, login: str) -> User | None:
+        """The user of a login, looked up once per request (Radicale discovers a path several times)."""
+        key = ("user", login)
+        if key not in self._local.memo:
+            self._local.memo[key] = users.user_by_login(session, login)
+        user: User | None = self._local.memo[key]
+        return user
+
+    def _calendar(self, session: Session, owner: User, slug: str) -> Calendar | None:
+        key = ("calendar", owner.id, slug)
+        if key not in self._local.memo:
+            self._local.memo[key] = calendars.calendar_of(session, owner.id, slug)
+        calendar: Calendar | None = self._local.memo[key]
+        return calendar
+
+    def forget_calendar(self, calendar: Calendar) -> None:
+        """Drop a created or deleted calendar from the request's lookups."""
+        self._local.memo.pop(("calendar", calendar.owner_id, calendar.slug), None)
 
     def _visible_principals(self, session: Session) -> list[User]:
         """The principals listed under the root: the tenant's for an admin, else only one's own."""
@@ -157,7 +178,7 @@ class SqlStorage(radicale_storage.BaseStorage):
         parts = split(href)
         if not parts or len(parts) > 2:
             raise ValueError("collections exist only as /<login>/ and /<login>/<calendar>/")
-        owner = users.user_by_login(session, parts[0])
+        owner = self._user(session, parts[0])
         if owner is None:
             raise ValueError(f"no principal {parts[0]!r}")
         if len(parts) == 1:
@@ -166,13 +187,14 @@ class SqlStorage(radicale_storage.BaseStorage):
                 principal.set_meta(props)
             return principal, {}, []
         props = dict(props) if props is not None else None
-        calendar = calendars.calendar_of(session, owner.id, parts[1])
+        calendar = self._calendar(session, owner, parts[1])
         replaced: dict[str, radicale_item.Item] = {}
         try:
             if calendar is None:
                 calendar = calendars.create_calendar(
                     session, owner, parts[1], timezone=self._timezone_of(props), props=props
                 )
+                self.forget_calendar(calendar)
             elif items is None and props is None:
                 return SqlCollection(self, href, owner, calendar), {}, []
             else:

@@ -14,6 +14,8 @@ from bridge.store.errors import EtagMismatch, ItemExists, NotFound
 from bridge.store.index import UNBOUNDED_CLASS, ItemFacts, class_reach
 from bridge.store.models import EARLIEST, Calendar, Item, utcnow
 
+_COPIED = ("tenant_id", "calendar_id", "href", "uid", "etag", "component", "text", "span_start", "span_end",
+           "modified_at")
 # Classes that exist in practice; rows of a class above the largest finite one are unbounded.
 _FINITE_CLASSES = range(0, 23)
 
@@ -81,8 +83,12 @@ def _earliest_start(start: datetime, klass: int) -> datetime:
     return start - reach if start - EARLIEST > reach else EARLIEST
 
 
-def put(session: Session, calendar: Calendar, new: NewItem, *, if_match: str | None = None) -> None:
-    """Create or replace the item at ``new.href``, recording the change."""
+def put(session: Session, calendar: Calendar, new: NewItem, *,
+        if_match: str | None = None) -> tuple[Item, Item | None]:
+    """Create or replace the item at ``new.href``, recording the change.
+
+    Returns the stored row and, if one was replaced, a detached copy of its previous state.
+    """
     holder = href_of_uid(session, calendar.id, new.uid)
     if holder is not None and holder != new.href:
         raise ItemExists(new.uid, holder)
@@ -107,13 +113,17 @@ def put(session: Session, calendar: Calendar, new: NewItem, *, if_match: str | N
         "origin": new.origin,
         "modified_at": utcnow(),
     }
+    previous: Item | None = None
     if current is None:
-        session.add(Item(tenant_id=calendar.tenant_id, calendar_id=calendar.id, href=new.href, **values))
+        current = Item(tenant_id=calendar.tenant_id, calendar_id=calendar.id, href=new.href, **values)
+        session.add(current)
     else:
+        previous = Item(**{column: getattr(current, column) for column in _COPIED})
         for key, value in values.items():
             setattr(current, key, value)
     changes.record(session, calendar, new.href, deleted=False)
     session.flush()
+    return current, previous
 
 
 def remove(session: Session, calendar: Calendar, href: str) -> None:
