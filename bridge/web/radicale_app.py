@@ -34,11 +34,11 @@ def build_radicale(settings: Settings, store: Store) -> radicale.Application:
             "storage": {"type": functools.partial(SqlStorage, store, settings)},
             "web": {"type": "none"},
             "hook": {"type": "none"},
-            "logging": {"level": "warning", "mask_passwords": "True", "bad_put_request_content": "False"},
+            "logging": {"level": "error", "mask_passwords": "True", "bad_put_request_content": "False"},
         },
         "calbridge",
         privileged=True,
     )
-    # Radicale logs user names and paths at info level: keep them out of our logs.
-    logging.getLogger("radicale").setLevel(logging.WARNING)
+    # Radicale's info and warning lines name users, paths and client addresses: keep them out.
+    logging.getLogger("radicale").setLevel(logging.ERROR)
     return radicale.Application(configuration)
