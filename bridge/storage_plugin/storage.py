@@ -94,10 +94,8 @@ class SqlStorage(radicale_storage.BaseStorage):
     @staticmethod
     def _lock_calendars(session: Session, *paths: str | None) -> None:
         """Writers of one calendar queue on its row from the start, so check-then-write is race-free."""
-        for path in paths:
-            parts = split(path or "")
-            if len(parts) >= 2:
-                calendars.lock_for_write(session, parts[0], [parts[1]])
+        calendars.lock_for_write(session, [(parts[0], parts[1]) for parts in map(split, filter(None, paths))
+                                           if len(parts) >= 2])
 
     # -- discovery ----------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import secrets
 import zoneinfo
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from bridge.store.errors import AlreadyExists
@@ -73,17 +73,19 @@ def calendars_with_owner(session: Session, tenant_id: int | None = None) -> list
     return [(calendar, user) for calendar, user in session.execute(query)]
 
 
-def lock_for_write(session: Session, owner_login: str, slugs: Sequence[str]) -> None:
-    """Serialise writers of these calendars until the transaction ends (no-op lock on SQLite,
-    whose write transactions are already exclusive)."""
-    if not slugs or session.get_bind().dialect.name == "sqlite":
+def lock_for_write(session: Session, paths: Sequence[tuple[str, str]]) -> None:
+    """Serialise writers of these calendars, given as (owner login, slug), until the transaction ends.
+
+    All rows are locked in one statement in id order, so two requests touching the same
+    two calendars (a MOVE each way) cannot deadlock. SQLite's write transactions are
+    exclusive already.
+    """
+    if not paths or session.get_bind().dialect.name == "sqlite":
         return
-    owner_id = select(User.id).where(User.login == owner_login).scalar_subquery()
+    wanted = or_(*(and_(User.login == login, Calendar.slug == slug) for login, slug in sorted(set(paths))))
     session.execute(
-        select(Calendar.id)
-        .where(Calendar.owner_id == owner_id, Calendar.slug.in_(sorted(set(slugs))))
-        .order_by(Calendar.id)
-        .with_for_update()
+        select(Calendar.id).join(User, Calendar.owner_id == User.id).where(wanted)
+        .order_by(Calendar.id).with_for_update(of=Calendar)
     ).all()
 
 
