@@ -190,3 +190,34 @@ def test_well_known_redirects_to_dav_and_healthz_reports_ok(alice: Bridge) -> No
         redirect = http.get("/.well-known/caldav")
         assert redirect.status_code == 301 and redirect.headers["location"] == "/dav/"
         assert http.get("/healthz").json() == {"status": "ok"}
+
+
+def test_move_between_own_calendars_shows_in_both_sync_reports(alice: Bridge, principal: caldav.Principal) -> None:
+    principal.make_calendar(name="A", cal_id="a")
+    principal.make_calendar(name="B", cal_id="b")
+    with _http(alice) as http:
+        assert http.put("/dav/alice/a/m.ics", content=event("m@test", T0, T0 + timedelta(hours=1))).status_code == 201
+        tokens = {}
+        for cal in ("a", "b"):
+            answer = http.request("REPORT", f"/dav/alice/{cal}/", headers={"Depth": "1"}, content=(
+                '<?xml version="1.0"?><D:sync-collection xmlns:D="DAV:"><D:sync-token/><D:sync-level>1'
+                "</D:sync-level><D:prop><D:getetag/></D:prop></D:sync-collection>"))
+            tokens[cal] = answer.text.split("<sync-token>")[1].split("</sync-token>")[0]
+        moved = http.request("MOVE", "/dav/alice/a/m.ics", headers={"Destination": f"{alice.url}/dav/alice/b/n.ics"})
+        assert moved.status_code == 201
+        assert http.get("/dav/alice/a/m.ics").status_code == 404
+        assert "m@test" in http.get("/dav/alice/b/n.ics").text
+        for cal, href, status in (("a", "m.ics", "404"), ("b", "n.ics", "200")):
+            answer = http.request("REPORT", f"/dav/alice/{cal}/", headers={"Depth": "1"}, content=(
+                f'<?xml version="1.0"?><D:sync-collection xmlns:D="DAV:"><D:sync-token>{tokens[cal]}'
+                "</D:sync-token><D:sync-level>1</D:sync-level><D:prop><D:getetag/></D:prop></D:sync-collection>"))
+            assert f"/dav/alice/{cal}/{href}" in answer.text and f"HTTP/1.1 {status}" in answer.text
+
+
+def test_deleting_a_calendar_removes_it_and_its_items(alice: Bridge, calendar: caldav.Calendar,
+                                                      principal: caldav.Principal) -> None:
+    calendar.save_event(event("del@test", T0, T0 + timedelta(hours=1)))
+    calendar.delete()
+    assert principal.calendars() == []
+    again = principal.make_calendar(name="Behandlungen", cal_id="treatments")
+    assert again.events() == []
