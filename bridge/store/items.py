@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import delete, select, union_all
 from sqlalchemy.orm import Session
 
 from bridge.store import changes
@@ -59,23 +59,24 @@ def overlapping(
     """Items whose span overlaps [start, end), reading only index ranges near the window.
 
     For each span class k the rows that can overlap start no earlier than
-    ``start - 2**k days``, so every class is one bounded index range scan and
-    the cost follows the window, not the size of the calendar.
+    ``start - 2**k days``, so every class is one bounded range scan of
+    (calendar_id, span_class, span_start) and the cost follows the window, not
+    the size of the calendar. One SELECT per class, joined by UNION ALL, because
+    neither SQLite nor PostgreSQL turns an OR of ranges into range scans reliably.
     """
-    per_class = [
-        and_(Item.span_class == klass, Item.span_start >= _earliest_start(start, klass))
-        for klass in _FINITE_CLASSES
-    ]
-    per_class.append(Item.span_class == UNBOUNDED_CLASS)
-    query = select(Item).where(
-        Item.calendar_id == calendar_id,
-        or_(*per_class),
-        Item.span_start < end,
-        Item.span_end > start,
-    )
-    if component:
-        query = query.where(Item.component == component)
-    return list(session.scalars(query))
+    per_class = []
+    for klass in (*_FINITE_CLASSES, UNBOUNDED_CLASS):
+        query = select(Item).where(
+            Item.calendar_id == calendar_id,
+            Item.span_class == klass,
+            Item.span_start >= (EARLIEST if klass == UNBOUNDED_CLASS else _earliest_start(start, klass)),
+            Item.span_start < end,
+            Item.span_end > start,
+        )
+        if component:
+            query = query.where(Item.component == component)
+        per_class.append(query)
+    return list(session.scalars(select(Item).from_statement(union_all(*per_class))))
 
 
 def _earliest_start(start: datetime, klass: int) -> datetime:
