@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     calendar_create.add_argument("--name", help="display name")
     calendar_create.add_argument("--timezone", help="IANA zone (default: the default_timezone setting)")
     calendar_create.set_defaults(run=_calendar_create)
+    calendar_import = calendar.add_parser("import", help="import an .ics file (items with a known UID are replaced)")
+    calendar_import.add_argument("--owner", required=True, help="login of the owner")
+    calendar_import.add_argument("--slug", required=True, help="the calendar's name in its URL")
+    calendar_import.add_argument("file", type=Path, help="iCalendar file, or - for stdin")
+    calendar_import.set_defaults(run=_calendar_import)
     calendar_list = calendar.add_parser("list", help="list calendars with their CalDAV URLs")
     calendar_list.add_argument("--tenant")
     calendar_list.set_defaults(run=_calendar_list)
@@ -163,6 +168,19 @@ def _calendar_create(args: argparse.Namespace, settings: Settings) -> int:
         calendar = calendars.create_calendar(session, owner, args.slug,
                                              timezone=args.timezone or settings.default_timezone, props=props)
         print(f"{settings.public_base_url}/dav/{owner.login}/{calendar.slug}/")
+    return 0
+
+
+def _calendar_import(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.storage_plugin.importer import import_calendar
+
+    try:
+        text = sys.stdin.read() if str(args.file) == "-" else args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {args.file}: {exc}") from exc
+    store = _migrated_store(settings)
+    created, replaced = import_calendar(store, settings, args.owner, args.slug, text)
+    print(f"{created} items created, {replaced} replaced")
     return 0
 
 

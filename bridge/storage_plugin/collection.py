@@ -150,6 +150,22 @@ class SqlCollection(radicale_storage.BaseCollection):
             hrefs.append(href)
         return hrefs
 
+    def upsert_by_uid(self, new_items: Iterable[radicale_item.Item]) -> tuple[int, int]:
+        """Store items, replacing the one with the same UID wherever it is; (created, replaced)."""
+        calendar = self._require_calendar()
+        created = replaced = 0
+        for item in new_items:
+            href = items.href_of_uid(self._session, calendar.id, item.uid)
+            if href is None:
+                href = _href_for_uid(item.uid, taken=set())
+                if items.by_href(self._session, calendar.id, href) is not None:
+                    href = _href_for_uid(item.uid, taken={href})
+                created += 1
+            else:
+                replaced += 1
+            self.upload(href, item)
+        return created, replaced
+
     def delete(self, href: str | None = None) -> None:
         session = self._session
         if href is None:

@@ -83,3 +83,32 @@ def test_bad_setting_is_reported_before_anything_runs(env: Path, monkeypatch: py
     monkeypatch.setenv("BRIDGE_PORT", "not-a-port")
     code, _, err = _run(monkeypatch, capsys, "migrate")
     assert code == 2 and "port" in err
+
+
+def test_import_splits_by_uid_and_reimport_replaces(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from bridge.settings import load_settings
+    from bridge.store import items
+    from bridge.store.db import Store
+
+    _run(monkeypatch, capsys, "tenant", "create", "T")
+    _run(monkeypatch, capsys, "user", "create", "--tenant", "T", "--login", "ina", "--email", "i@example.org",
+         "--password-stdin", stdin="long enough password\n")
+    _run(monkeypatch, capsys, "calendar", "create", "--owner", "ina", "--slug", "c")
+    export = env / "export.ics"
+    export.write_text(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n"
+        + "".join(f"BEGIN:VEVENT\r\nUID:u{n}\r\nDTSTAMP:20261124T100000Z\r\nDTSTART:2026120{n}T090000Z\r\n"
+                  f"DTEND:2026120{n}T100000Z\r\nSUMMARY:s{n}\r\nEND:VEVENT\r\n" for n in (1, 2, 3))
+        + "END:VCALENDAR\r\n")
+    assert _run(monkeypatch, capsys, "calendar", "import", "--owner", "ina", "--slug", "c", str(export))[1] \
+        == "3 items created, 0 replaced\n"
+    assert _run(monkeypatch, capsys, "calendar", "import", "--owner", "ina", "--slug", "c", str(export))[1] \
+        == "0 items created, 3 replaced\n"
+    store = Store(load_settings().effective_database_url)
+    with store.read() as session:
+        assert sorted(row.uid for row in items.all_of(session, 1)) == ["u1", "u2", "u3"]
+    store.dispose()
+    code, _, err = _run(monkeypatch, capsys, "calendar", "import", "--owner", "ina", "--slug", "c", "-",
+                        stdin="not a calendar")
+    assert code == 2 and "not importable iCalendar" in err
