@@ -115,8 +115,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings, store)
     print(f"calbridge: CalDAV at {settings.public_base_url}/dav/ (database: {store.url.get_backend_name()})",
           file=sys.stderr)
+    # h11, not httptools: h11 keeps the spelling of header names that some CalDAV clients match exactly.
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                access_log=False)
+                access_log=False, http="h11")
     return 0
 
 

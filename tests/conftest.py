@@ -137,7 +137,8 @@ class _ThreadedServer(uvicorn.Server):
 def serve(store: Store, settings: Settings) -> Iterator[str]:
     port = free_port()
     app = create_app(settings, store)
-    server = _ThreadedServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    server = _ThreadedServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
+                                              http="h11"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

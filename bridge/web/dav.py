@@ -2,7 +2,10 @@
 
 It enforces the body size limit (413), refuses XML with a DTD or entities
 without expanding them, and validates iCalendar PUT bodies with Radicale's own
-checks so that a refusal carries its reason. Everything else passes unchanged.
+checks so that a refusal carries its reason. Everything else passes unchanged,
+but for the case of response header names: the WSGI bridge lowercases them, and
+we give them back the spelling Radicale used ("Content-Type", "ETag", "DAV"),
+which h11 keeps on the wire; some clients match them case-sensitively.
 """
 
 from __future__ import annotations
@@ -47,7 +50,23 @@ class DavGate:
         if reason:
             await _plain(send, 400, reason)
             return
-        await self.app(scope, _replay(body), send)
+        await self.app(scope, _replay(body), _with_canonical_header_names(send))
+
+
+_SPECIAL_NAMES = {b"etag": b"ETag", b"dav": b"DAV", b"www-authenticate": b"WWW-Authenticate"}
+
+
+def _canonical(name: bytes) -> bytes:
+    return _SPECIAL_NAMES.get(name) or b"-".join(part.capitalize() for part in name.split(b"-"))
+
+
+def _with_canonical_header_names(send: Send) -> Send:
+    async def send_canonical(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [(_canonical(bytes(k).lower()), v) for k, v in message["headers"]]}
+        await send(message)
+
+    return send_canonical
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

@@ -3,6 +3,8 @@ on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import base64
+import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote
@@ -221,3 +223,17 @@ def test_deleting_a_calendar_removes_it_and_its_items(alice: Bridge, calendar: c
     assert principal.calendars() == []
     again = principal.make_calendar(name="Behandlungen", cal_id="treatments")
     assert again.events() == []
+
+
+def test_response_header_names_keep_radicales_spelling(alice: Bridge, calendar: caldav.Calendar) -> None:
+    """Header names are case-insensitive, but some clients (and proxies) match the bytes."""
+    calendar.save_event(event("hdr@test", T0, T0 + timedelta(hours=1)))
+    host, port = alice.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        auth = "Basic " + base64.b64encode(f"alice:{PASSWORD}".encode()).decode()
+        sock.sendall(f"GET /dav/alice/treatments/hdr@test.ics HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+    assert b"\r\nContent-Type: text/calendar" in head and b"\r\nETag: " in head
