@@ -201,6 +201,8 @@ class SqlCollection(radicale_storage.BaseCollection):
         if self._calendar is not None:
             calendars.set_props(self._session, self._calendar, props)
         elif self._principal is not None:
+            if props.get("tag"):
+                raise ValueError("a principal cannot become a calendar")
             self._principal.props = json.dumps(dict(props), sort_keys=True)
         else:
             raise ValueError("the root collection has no properties")

@@ -180,11 +180,12 @@ class SqlStorage(radicale_storage.BaseStorage):
         if owner is None:
             raise ValueError(f"no principal {parts[0]!r}")
         if len(parts) == 1:
-            principal = SqlCollection(self, owner.login, principal=owner)
-            if props is not None:
-                principal.set_meta(props)
-            return principal, {}, []
+            if props is not None or items is not None:
+                raise ValueError("a principal is not a calendar: create calendars under /<login>/<name>/")
+            return SqlCollection(self, owner.login, principal=owner), {}, []
         props = dict(props) if props is not None else None
+        if props is not None and props.get("tag") not in ("VCALENDAR", "VADDRESSBOOK"):
+            raise ValueError("only calendars and address books can be created under a principal")
         calendar = self._calendar(session, owner, parts[1])
         replaced: dict[str, radicale_item.Item] = {}
         try:

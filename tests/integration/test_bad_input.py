@@ -107,3 +107,17 @@ def test_unknown_collection_and_item_get_404(nora: Bridge) -> None:
                             content='<?xml version="1.0"?><C:calendar-query xmlns:C="urn:ietf:params:xml:ns:caldav"'
                                     ' xmlns:D="DAV:"><D:prop><D:getetag/></D:prop></C:calendar-query>'
                             ).status_code == 404
+
+
+MKCOL_PLAIN = '<?xml version="1.0"?><D:mkcol xmlns:D="DAV:"><D:set><D:prop><D:resourcetype><D:collection/>' \
+    "</D:resourcetype></D:prop></D:set></D:mkcol>"
+
+
+def test_a_principal_cannot_be_turned_into_a_calendar_nor_a_plain_collection_made(nora: Bridge) -> None:
+    with nora.client("nora") as http:
+        assert http.request("MKCALENDAR", "/dav/nora/").status_code in (403, 405, 409)
+        assert http.request("MKCOL", "/dav/nora/plain/", content=MKCOL_PLAIN).status_code in (400, 403)
+        assert http.request("PROPFIND", "/dav/nora/plain/", headers={"Depth": "0"}).status_code == 404
+        assert http.put("/dav/nora/x.ics", content=event("p@test", T0, T0 + timedelta(hours=1))).status_code in (
+            403, 405, 409)
+    assert _stored(nora) == (0, 0)
