@@ -118,6 +118,9 @@ def test_a_principal_cannot_be_turned_into_a_calendar_nor_a_plain_collection_mad
         assert http.request("MKCALENDAR", "/dav/nora/").status_code in (403, 405, 409)
         assert http.request("MKCOL", "/dav/nora/plain/", content=MKCOL_PLAIN).status_code in (400, 403)
         assert http.request("PROPFIND", "/dav/nora/plain/", headers={"Depth": "0"}).status_code == 404
-        assert http.put("/dav/nora/x.ics", content=event("p@test", T0, T0 + timedelta(hours=1))).status_code in (
-            403, 405, 409)
+        assert http.request("PROPPATCH", "/dav/nora/", content=(
+            '<?xml version="1.0"?><D:propertyupdate xmlns:D="DAV:"><D:set><D:prop><D:resourcetype><D:collection/>'
+            '<C:calendar xmlns:C="urn:ietf:params:xml:ns:caldav"/></D:resourcetype></D:prop></D:set>'
+            "</D:propertyupdate>")).status_code in (403, 405, 409)
+        assert http.request("PROPFIND", "/dav/nora/", headers={"Depth": "0"}).status_code == 207
     assert _stored(nora) == (0, 0)
