@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, union_all
+from sqlalchemy import Select, bindparam, delete, select, union_all
 from sqlalchemy.orm import Session
 
 from bridge.store import changes
 from bridge.store.errors import EtagMismatch, ItemExists, NotFound
 from bridge.store.index import UNBOUNDED_CLASS, ItemFacts, class_reach
-from bridge.store.models import EARLIEST, Calendar, Item, utcnow
+from bridge.store.models import EARLIEST, Calendar, Item, UTCDateTime, utcnow
 
 _COPIED = ("tenant_id", "calendar_id", "href", "uid", "etag", "component", "text", "span_start", "span_end",
            "modified_at")
@@ -53,6 +53,27 @@ def href_of_uid(session: Session, calendar_id: int, uid: str) -> str | None:
     return session.scalar(select(Item.href).where(Item.calendar_id == calendar_id, Item.uid == uid))
 
 
+def _overlap_statement(with_component: bool) -> Select[tuple[Item]]:
+    """The overlap query, built once: one range scan per span class, joined by UNION ALL
+    (neither SQLite nor PostgreSQL turns an OR of ranges into range scans reliably)."""
+    per_class = []
+    for klass in (*_FINITE_CLASSES, UNBOUNDED_CLASS):
+        query = select(Item).where(
+            Item.calendar_id == bindparam("calendar_id"),
+            Item.span_class == klass,
+            Item.span_start >= bindparam(f"from_{klass}", type_=UTCDateTime()),
+            Item.span_start < bindparam("end", type_=UTCDateTime()),
+            Item.span_end > bindparam("start", type_=UTCDateTime()),
+        )
+        if with_component:
+            query = query.where(Item.component == bindparam("component"))
+        per_class.append(query)
+    return select(Item).from_statement(union_all(*per_class))  # type: ignore[return-value]
+
+
+_OVERLAP = {flag: _overlap_statement(flag) for flag in (False, True)}
+
+
 def overlapping(
     session: Session, calendar_id: int, start: datetime, end: datetime, component: str | None = None
 ) -> list[Item]:
@@ -61,22 +82,14 @@ def overlapping(
     For each span class k the rows that can overlap start no earlier than
     ``start - 2**k days``, so every class is one bounded range scan of
     (calendar_id, span_class, span_start) and the cost follows the window, not
-    the size of the calendar. One SELECT per class, joined by UNION ALL, because
-    neither SQLite nor PostgreSQL turns an OR of ranges into range scans reliably.
+    the size of the calendar.
     """
-    per_class = []
-    for klass in (*_FINITE_CLASSES, UNBOUNDED_CLASS):
-        query = select(Item).where(
-            Item.calendar_id == calendar_id,
-            Item.span_class == klass,
-            Item.span_start >= (EARLIEST if klass == UNBOUNDED_CLASS else _earliest_start(start, klass)),
-            Item.span_start < end,
-            Item.span_end > start,
-        )
-        if component:
-            query = query.where(Item.component == component)
-        per_class.append(query)
-    return list(session.scalars(select(Item).from_statement(union_all(*per_class))))
+    params: dict[str, object] = {"calendar_id": calendar_id, "start": start, "end": end,
+                                 f"from_{UNBOUNDED_CLASS}": EARLIEST}
+    params.update({f"from_{klass}": _earliest_start(start, klass) for klass in _FINITE_CLASSES})
+    if component:
+        params["component"] = component
+    return list(session.scalars(_OVERLAP[bool(component)], params))
 
 
 def _earliest_start(start: datetime, klass: int) -> datetime:
