@@ -1,8 +1,9 @@
 """The pure-ASGI gate in front of Radicale at /dav.
 
 It enforces the body size limit (413), refuses XML with a DTD or entities
-without expanding them, and validates iCalendar PUT bodies with Radicale's own
-checks so that a refusal carries its reason. Everything else passes unchanged,
+without expanding them, and when Radicale refuses an iCalendar PUT with a bare
+400, replaces that answer with the reason from Radicale's own checks (only a
+refused request pays for the second parse). Everything else passes unchanged,
 but for the case of response header names: the WSGI bridge lowercases them, and
 we give them back the spelling Radicale used ("Content-Type", "ETag", "DAV"),
 which h11 keeps on the wire; some clients match them case-sensitively.
@@ -46,11 +47,15 @@ class DavGate:
         except BodyTooLarge:
             await _plain(send, 413, f"request body over the limit of {self.max_body_bytes} bytes")
             return
-        reason = _refusal(scope["method"], headers, scope["path"], body)
-        if reason:
-            await _plain(send, 400, reason)
-            return
-        await self.app(scope, _replay(body), _with_canonical_header_names(send))
+        if scope["method"] in XML_METHODS and body:
+            reason = _xml_refusal(body)
+            if reason:
+                await _plain(send, 400, reason)
+                return
+        send = _with_canonical_header_names(send)
+        if _is_icalendar_put(scope["method"], headers, scope["path"]):
+            send = _explaining_bad_icalendar(send, body)
+        await self.app(scope, _replay(body), send)
 
 
 _SPECIAL_NAMES = {b"etag": b"ETag", b"dav": b"DAV", b"www-authenticate": b"WWW-Authenticate"}
@@ -99,17 +104,29 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-def _refusal(method: str, headers: dict[str, str], path: str, body: bytes) -> str | None:
-    """Why the request must be refused before Radicale sees it, or None."""
-    if not body:
-        return None
-    if method in XML_METHODS:
-        return _xml_refusal(body)
-    if method == "PUT" and not path.endswith("/"):
-        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type in ("text/calendar", "") or path.lower().endswith(".ics"):
-            return _icalendar_refusal(body)
-    return None
+def _is_icalendar_put(method: str, headers: dict[str, str], path: str) -> bool:
+    if method != "PUT" or path.endswith("/"):
+        return False
+    content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    return content_type in ("text/calendar", "") or path.lower().endswith(".ics")
+
+
+def _explaining_bad_icalendar(send: Send, body: bytes) -> Send:
+    """Replace Radicale's reasonless 400 for a PUT with one that says what is wrong."""
+    replaced = False
+
+    async def send_explained(message: Message) -> None:
+        nonlocal replaced
+        if message["type"] == "http.response.start" and message["status"] == 400:
+            reason = _icalendar_refusal(body)
+            if reason:
+                replaced = True
+                await _plain(send, 400, reason)
+                return
+        if not replaced:
+            await send(message)
+
+    return send_explained
 
 
 def _xml_refusal(body: bytes) -> str | None:
