@@ -12,8 +12,9 @@ Servers:
   calbridge-sqlite    ``python -m bridge serve`` on SQLite
   calbridge-postgres  ``python -m bridge serve`` on a fresh PostgreSQL database
 
-Every server gets the same feature profile (``--profile``, default: caldav's
-built-in ``radicale`` profile) and the same client-side settings.
+Every server gets the same feature profile (``--profile``, default ``strict``:
+no server features declared; alternatively caldav's built-in ``radicale``
+profile) and otherwise identical client-side settings.
 
 Exit status: 1 iff a calbridge server fails/errors a test that Radicale passes,
 or a selected server could not be started or its suite run broke down; else 0.
@@ -114,8 +115,20 @@ def ensure_sdist(cache: Path) -> Path:
     archive = dl / f"caldav-{CALDAV_VERSION}.tar.gz"
     if not archive.exists():
         log(f"downloading caldav=={CALDAV_VERSION} sdist")
-        cmd = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-               "--disable-pip-version-check", "-q", f"caldav=={CALDAV_VERSION}", "-d", str(dl)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-binary",
+            ":all:",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            f"caldav=={CALDAV_VERSION}",
+            "-d",
+            str(dl),
+        ]
         subprocess.run(cmd, check=True, timeout=600)
     if not archive.exists():
         raise RuntimeError(f"pip download did not produce {archive}")
@@ -156,7 +169,7 @@ def ensure_shims(cache: Path) -> Path:
     return shims
 
 
-def _probe_modules(pythonpath: list[str], modules: list[str], extra_code: str = "") -> list[str]:
+def _probe_modules(pythonpath: list[str], modules: list[str]) -> list[str]:
     code = textwrap.dedent(f"""
         import importlib, sys
         missing = []
@@ -166,11 +179,9 @@ def _probe_modules(pythonpath: list[str], modules: list[str], extra_code: str = 
             except Exception:
                 missing.append(m)
         print(" ".join(missing))
-        {extra_code}
     """)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(pythonpath))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     if out.returncode != 0:
         raise RuntimeError(f"module probe failed: {out.stderr.strip()[-2000:]}")
     return out.stdout.split()
@@ -187,8 +198,19 @@ def ensure_deps(cache: Path, sdist: Path) -> Path:
         raise RuntimeError(f"the environment lacks {fatal}; install calbridge[test]")
     if installable:
         log(f"installing suite test dependencies into {deps}: {' '.join(installable)}")
-        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check",
-               "-q", "--upgrade", "--target", str(deps), *installable]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            "--upgrade",
+            "--target",
+            str(deps),
+            *installable,
+        ]
         subprocess.run(cmd, check=True, timeout=600)
     # caldav itself is imported from the sdist (pytest puts its root on
     # sys.path); its runtime dependencies must be in the environment.
@@ -231,8 +253,9 @@ def tail(path: Path, lines: int = 25) -> str:
 
 
 def server_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("BRIDGE_", "PYTHON_CALDAV_", "CALDAV_", "RADICALE_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("BRIDGE_", "PYTHON_CALDAV_", "CALDAV_", "RADICALE_"))
+    }
     env.pop("PYTHONPATH", None)
     env["HOME"] = str(home)
     env["PYTHONUNBUFFERED"] = "1"
@@ -272,9 +295,15 @@ class Server:
 
     def spawn(self, cmd: list[str], env: dict[str, str], cwd: Path) -> None:
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=self._log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def wait_ready(self, probe_url: str, ok: tuple[int, ...], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -302,7 +331,8 @@ class RadicaleServer(Server):
         htpasswd = self.workdir / "htpasswd"
         htpasswd.write_text(f"{self.username}:{self.password}\n")
         config = self.workdir / "radicale.conf"
-        config.write_text(textwrap.dedent(f"""\
+        config.write_text(
+            textwrap.dedent(f"""\
             [server]
             hosts = 127.0.0.1:{self.port}
 
@@ -323,7 +353,8 @@ class RadicaleServer(Server):
 
             [logging]
             level = warning
-        """))
+        """)
+        )
         cmd = [sys.executable, "-m", "radicale", "--config", str(config)]
         self.spawn(cmd, server_env(self.home), cwd=self.workdir)
         self.wait_ready(f"http://127.0.0.1:{self.port}/", ok=tuple(range(200, 500)))
@@ -342,8 +373,16 @@ class CalbridgeServer(Server):
             out.write(f"$ python -m bridge {' '.join(args)}\n".encode())
             out.flush()
             try:
-                res = subprocess.run(cmd, env=env, cwd=REPO_ROOT, input=stdin, text=True,
-                                     stdout=out, stderr=subprocess.STDOUT, timeout=300)
+                res = subprocess.run(
+                    cmd,
+                    env=env,
+                    cwd=REPO_ROOT,
+                    input=stdin,
+                    text=True,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=300,
+                )
             except subprocess.TimeoutExpired as e:
                 raise StartError(f"`python -m bridge {args[0]}` timed out") from e
         if res.returncode != 0:
@@ -359,7 +398,8 @@ class CalbridgeServer(Server):
             with psycopg.connect(PG_DSN, autocommit=True) as conn:
                 conn.execute(f'CREATE DATABASE "{db}"')
         except psycopg.OperationalError as e:
-            raise self._pg_unavailable(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {e}") from e
+            reason = " ".join(str(e).split())
+            raise self._pg_unavailable(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {reason}") from e
         self.database = db
         return PG_URL_TEMPLATE.format(db=db)
 
@@ -381,11 +421,26 @@ class CalbridgeServer(Server):
         env["BRIDGE_DATA_DIR"] = str(data_dir)
         self._bridge(env, "migrate")
         self._bridge(env, "tenant", "create", TENANT)
-        self._bridge(env, "user", "create", "--tenant", TENANT, "--login", self.username,
-                     "--email", f"{self.username}@example.com", "--role", "member",
-                     "--password-stdin", stdin=self.password)
-        self.spawn([sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1",
-                    "--port", str(self.port)], env, cwd=REPO_ROOT)
+        self._bridge(
+            env,
+            "user",
+            "create",
+            "--tenant",
+            TENANT,
+            "--login",
+            self.username,
+            "--email",
+            f"{self.username}@example.com",
+            "--role",
+            "member",
+            "--password-stdin",
+            stdin=self.password,
+        )
+        self.spawn(
+            [sys.executable, "-m", "bridge", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+            env,
+            cwd=REPO_ROOT,
+        )
         self.wait_ready(f"http://127.0.0.1:{self.port}/healthz", ok=(200,))
         self.url = f"http://127.0.0.1:{self.port}/dav/"
 
@@ -447,8 +502,7 @@ def features_for(profile: str):
     return "radicale" if profile == "radicale" else []
 
 
-def suite_env(server: Server, run_dir: Path, pythonpath: list[str], profile: str,
-              debugmode: str) -> dict[str, str]:
+def suite_env(server: Server, run_dir: Path, pythonpath: list[str], profile: str, debugmode: str) -> dict[str, str]:
     home = run_dir / "home"
     cfgdir = home / ".config" / "caldav"
     cfgdir.mkdir(parents=True)
@@ -469,45 +523,72 @@ def suite_env(server: Server, run_dir: Path, pythonpath: list[str], profile: str
     # ~/.config/caldav/test_servers.json is one of the suite's config
     # locations; HOME is private to this run.
     (cfgdir / "test_servers.json").write_text(json.dumps(config, indent=2))
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("CALDAV_", "PYTHON_CALDAV_", "CALENDARING_", "JMAP_", "PYTEST_",
-                                "BRIDGE_"))
-           and k not in ("XDG_CONFIG_HOME", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
-                         "https_proxy", "ALL_PROXY", "all_proxy")}
-    env.update({
-        "HOME": str(home),
-        "TMPDIR": str(tmp),  # private session-lock files
-        "PYTHONPATH": os.pathsep.join(pythonpath),
-        "PYTHON_CALDAV_TEST_EMBEDDED": "0",
-        "PYTHON_CALDAV_TEST_DOCKER": "0",
-        "PYTHON_CALDAV_DEBUGMODE": debugmode,
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "NO_PROXY": "*",
-        "no_proxy": "*",
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("CALDAV_", "PYTHON_CALDAV_", "CALENDARING_", "JMAP_", "PYTEST_", "BRIDGE_"))
+        and k
+        not in ("XDG_CONFIG_HOME", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy")
+    }
+    env.update(
+        {
+            "HOME": str(home),
+            "TMPDIR": str(tmp),  # private session-lock files
+            "PYTHONPATH": os.pathsep.join(pythonpath),
+            "PYTHON_CALDAV_TEST_EMBEDDED": "0",
+            "PYTHON_CALDAV_TEST_DOCKER": "0",
+            "PYTHON_CALDAV_DEBUGMODE": debugmode,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "NO_PROXY": "*",
+            "no_proxy": "*",
+        }
+    )
     return env
 
 
-def run_suite(server: Server, run: ServerRun, sdist: Path, junit_dir: Path, pythonpath: list[str],
-              args: argparse.Namespace) -> None:
+def run_suite(
+    server: Server, run: ServerRun, sdist: Path, junit_dir: Path, pythonpath: list[str], args: argparse.Namespace
+) -> None:
     run_dir = server.workdir / "suite"
     run_dir.mkdir()
     junit = junit_dir / f"{server.name}.xml"
     junit.unlink(missing_ok=True)
     out_path = junit_dir / f"{server.name}.pytest.log"
-    cmd = [sys.executable, "-m", "pytest", SUITE_FILE, "-p", "no:cacheprovider",
-           f"--junitxml={junit}", "-o", "junit_family=xunit2", "-o", "junit_logging=no",
-           # silences a pytest-asyncio config warning the suite turns into an error
-           "-o", "asyncio_default_fixture_loop_scope=function",
-           f"--timeout={args.test_timeout}", "-q", "-rfEs", "--color=no"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        SUITE_FILE,
+        "-p",
+        "no:cacheprovider",
+        f"--junitxml={junit}",
+        "-o",
+        "junit_family=xunit2",
+        "-o",
+        "junit_logging=no",
+        # silences a pytest-asyncio config warning the suite turns into an error
+        "-o",
+        "asyncio_default_fixture_loop_scope=function",
+        f"--timeout={args.test_timeout}",
+        "-q",
+        "-rfEs",
+        "--color=no",
+    ]
     if args.k:
         cmd += ["-k", args.k]
     env = suite_env(server, run_dir, pythonpath, args.profile, args.debugmode)
     log(f"{server.name}: running the caldav suite (log: {out_path})")
     t0 = time.monotonic()
     with open(out_path, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=sdist, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            cwd=sdist,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             rc = proc.wait(timeout=args.suite_timeout)
         except subprocess.TimeoutExpired:
@@ -566,8 +647,10 @@ def report(runs: list[ServerRun], profile: str, msg_width: int = 200) -> int:
         c = r.counts()
         status = r.status if not r.detail else f"{r.status}: {r.detail.splitlines()[0]}"
         if r.results:
-            p(f"{r.name:<20} {c['passed']:>6} {c['failed']:>6} {c['error']:>6} {c['skipped']:>7} "
-              f"{r.seconds:>6.0f}s  {status}")
+            p(
+                f"{r.name:<20} {c['passed']:>6} {c['failed']:>6} {c['error']:>6} {c['skipped']:>7} "
+                f"{r.seconds:>6.0f}s  {status}"
+            )
         else:
             p(f"{r.name:<20} {'-':>6} {'-':>6} {'-':>6} {'-':>7} {'-':>7}  {status}")
         if r.detail and "\n" in r.detail:
@@ -589,15 +672,15 @@ def report(runs: list[ServerRun], profile: str, msg_width: int = 200) -> int:
         for t in ids:
             b = base.results.get(t) if base else None
             outs = [r.results.get(t) for r in bridges]
-            differs = any((o.outcome if o else "missing") != (b.outcome if b else "missing")
-                          for o in outs) if base else False
+            differs = (
+                any((o.outcome if o else "missing") != (b.outcome if b else "missing") for o in outs) if base else False
+            )
             bad = any(o is not None and o.outcome != "passed" for o in outs)
             if not (differs or bad):
                 continue
             rows.append((t, b, outs))
             for r, o in zip(bridges, outs, strict=True):
-                if o is not None and o.outcome in ("failed", "error") and (
-                        b is None or b.outcome == "passed"):
+                if o is not None and o.outcome in ("failed", "error") and (b is None or b.outcome == "passed"):
                     regressions.append((r.name, t))
         p("")
         cols = ([BASELINE] if base else []) + [r.name for r in bridges]
@@ -608,18 +691,18 @@ def report(runs: list[ServerRun], profile: str, msg_width: int = 200) -> int:
             p("  " + "  ".join(f"{c:<18}" for c in cols) + "  test")
             for t, b, outs in rows:
                 cells = ([b.outcome if b else "missing"] if base else []) + [
-                    o.outcome if o else "missing" for o in outs]
+                    o.outcome if o else "missing" for o in outs
+                ]
                 p("  " + "  ".join(f"{c:<18}" for c in cells) + f"  {t}")
-                seen = set()
+                # One line per distinct message, naming every server that gave it.
+                messages: dict[str, list[str]] = {}
+                if base and b is not None and b.outcome != "passed" and b.message:
+                    messages.setdefault(b.message, []).append(BASELINE)
                 for r, o in zip(bridges, outs, strict=True):
                     if o is not None and o.outcome != "passed" and o.message:
-                        key = (o.outcome, o.message)
-                        label = r.name if key not in seen else r.name + " (same)"
-                        if key not in seen:
-                            p(f"      {label}: {short(o.message, msg_width)}")
-                        seen.add(key)
-                if base and b is not None and b.outcome != "passed" and b.message:
-                    p(f"      {BASELINE}: {short(b.message, msg_width)}")
+                        messages.setdefault(o.message, []).append(r.name)
+                for msg, names in messages.items():
+                    p(f"      {', '.join(names)}: {short(msg, msg_width)}")
         else:
             p("  none")
     if regressions:
@@ -641,23 +724,36 @@ def report(runs: list[ServerRun], profile: str, msg_width: int = 200) -> int:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--servers", default=",".join(ALL_SERVERS),
-                    help=f"comma-separated subset of {','.join(ALL_SERVERS)} (default: all)")
-    ap.add_argument("--junit-dir", type=Path,
-                    help="where to write <server>.xml and <server>.pytest.log "
-                         "(default: a new temporary directory, kept)")
+    ap.add_argument(
+        "--servers",
+        default=",".join(ALL_SERVERS),
+        help=f"comma-separated subset of {','.join(ALL_SERVERS)} (default: all)",
+    )
+    ap.add_argument(
+        "--junit-dir",
+        type=Path,
+        help="where to write <server>.xml and <server>.pytest.log (default: a new temporary directory, kept)",
+    )
     ap.add_argument("-k", help="pytest -k expression passed to every suite run")
-    ap.add_argument("--profile", choices=("radicale", "strict"), default="radicale",
-                    help="feature profile given to every server: caldav's 'radicale' profile "
-                         "(default) or 'strict' (no features declared)")
-    ap.add_argument("--debugmode", default="DEVELOPMENT",
-                    choices=("DEVELOPMENT", "PRODUCTION", "DEBUG"),
-                    help="PYTHON_CALDAV_DEBUGMODE for the suite (DEVELOPMENT: the library's "
-                         "protocol sanity checks raise instead of only logging)")
+    ap.add_argument(
+        "--profile",
+        choices=("strict", "radicale"),
+        default="strict",
+        help="feature profile given to every server alike: 'strict' (default: no "
+        "server features declared) or caldav's built-in 'radicale' profile",
+    )
+    ap.add_argument(
+        "--debugmode",
+        default="DEVELOPMENT",
+        choices=("DEVELOPMENT", "PRODUCTION", "DEBUG"),
+        help="PYTHON_CALDAV_DEBUGMODE for the suite (DEVELOPMENT: the library's "
+        "protocol sanity checks raise instead of only logging)",
+    )
     ap.add_argument("--test-timeout", type=int, default=120, help="per-test timeout (s)")
     ap.add_argument("--suite-timeout", type=int, default=1800, help="per-server suite timeout (s)")
-    ap.add_argument("--keep-workdir", action="store_true",
-                    help="keep server data and logs (default: kept only if something failed)")
+    ap.add_argument(
+        "--keep-workdir", action="store_true", help="keep server data and logs (default: kept only if something failed)"
+    )
     args = ap.parse_args(argv)
     args.server_list = [s.strip() for s in args.servers.split(",") if s.strip()]
     unknown = set(args.server_list) - set(ALL_SERVERS)
@@ -703,12 +799,12 @@ def main(argv: list[str] | None = None) -> int:
             if server.proc is not None and server.proc.poll() is not None:
                 run.status = "run-failed"
                 run.detail = (run.detail + "; " if run.detail else "") + (
-                    f"server exited with status {server.proc.returncode} during the run")
+                    f"server exited with status {server.proc.returncode} during the run"
+                )
         finally:
             server.stop()
         c = run.counts()
-        log(f"{name}: {run.status} in {run.seconds:.0f}s - " +
-            ", ".join(f"{c[o]} {o}" for o in OUTCOMES))
+        log(f"{name}: {run.status} in {run.seconds:.0f}s - " + ", ".join(f"{c[o]} {o}" for o in OUTCOMES))
     code = report(runs, args.profile)
     if args.keep_workdir or code:
         log(f"server work dirs and logs kept in {workdir}")
