@@ -19,11 +19,17 @@ def test_short_passwords_are_refused() -> None:
         hash_password("short")
 
 
-def test_cache_spares_the_hash_until_the_stored_hash_changes(monkeypatch: pytest.MonkeyPatch) -> None:
-    hashed = hash_password("a good password")
-    calls: list[str] = []
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The passwords that went through a full argon2id verification."""
+    seen: list[str] = []
     real = passwords.verify_password
-    monkeypatch.setattr(passwords, "verify_password", lambda h, p: calls.append(p) or real(h, p))
+    monkeypatch.setattr(passwords, "verify_password", lambda h, p: seen.append(p) or real(h, p))
+    return seen
+
+
+def test_cache_spares_the_hash_until_the_stored_hash_changes(calls: list[str]) -> None:
+    hashed = hash_password("a good password")
     cache = CredentialCache(ttl=60)
     assert cache.check("eva", "a good password", hashed)
     assert cache.check("eva", "a good password", hashed)
@@ -34,11 +40,8 @@ def test_cache_spares_the_hash_until_the_stored_hash_changes(monkeypatch: pytest
     assert not cache.check("ghost", "a good password", None)
 
 
-def test_zero_ttl_disables_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_zero_ttl_disables_the_cache(calls: list[str]) -> None:
     hashed = hash_password("a good password")
-    calls: list[str] = []
-    real = passwords.verify_password
-    monkeypatch.setattr(passwords, "verify_password", lambda h, p: calls.append(p) or real(h, p))
     cache = CredentialCache(ttl=0)
     assert cache.check("eva", "a good password", hashed) and cache.check("eva", "a good password", hashed)
     assert len(calls) == 2
