@@ -11,7 +11,7 @@ import hashlib
 import json
 import posixpath
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, overload
 from xml.etree import ElementTree as ET
 
@@ -20,6 +20,7 @@ from radicale import storage as radicale_storage
 from radicale.item import filter as radicale_filter
 from sqlalchemy.orm import Session
 
+from bridge.storage_plugin.instances import occurrences
 from bridge.store import calendars, changes, items
 from bridge.store.errors import InvalidSyncToken, StoreError
 from bridge.store.index import describe, from_timestamp
@@ -108,17 +109,29 @@ class SqlCollection(radicale_storage.BaseCollection):
         calendar_id = self._calendar.id
         if start <= radicale_filter.TIMESTAMP_MIN and end >= radicale_filter.TIMESTAMP_MAX:
             rows = self._storage.read(lambda s: items.all_of(s, calendar_id))
+            decided: set[int] = set()
+            hits: set[int] = set()
         else:
             window = (from_timestamp(start), from_timestamp(end))
             rows = self._storage.read(lambda s: items.overlapping(s, calendar_id, *window, tag))
+            # Recurring events whose instances are stored up to the window's end are decided here,
+            # without expanding them; the others are left to Radicale's exact check.
+            decided = {row.id for row in rows if simple and row.recurring and row.occurrences_until is not None
+                       and row.occurrences_until >= window[1]}
+            hits = self._storage.read(lambda s: items.with_occurrence_in(s, sorted(decided), *window))
         for row in rows:
             if tag is not None and tag != row.component:
                 continue
             item = self.to_radicale(row)
+            if row.id in decided:
+                if row.id in hits:
+                    yield item, True
+                continue
             istart, iend = item.time_range
             if istart >= end or iend <= start:
                 continue
-            yield item, simple and (start <= istart or iend <= end)
+            # A single-instance item's span is its one time range: overlapping it is matching.
+            yield item, simple and (not row.recurring or start <= istart or iend <= end)
 
     def has_uid(self, uid: str) -> bool:
         if self._calendar is None:
@@ -134,8 +147,11 @@ class SqlCollection(radicale_storage.BaseCollection):
         text = item.serialize()
         try:
             facts = describe(text, item.time_range, calendar.timezone, name=item.name)
+            instances, until = (occurrences(item.vobject_item, facts.component, datetime.now(UTC))
+                                if facts.recurring else ([], None))
             row, replaced = items.put(session, calendar, items.NewItem(
-                href=href, uid=item.uid, etag=item.etag, text=text, facts=facts, origin="client"))
+                href=href, uid=item.uid, etag=item.etag, text=text, facts=facts, origin="client",
+                occurrences=instances, occurrences_until=until))
         except StoreError as exc:
             raise ValueError(str(exc)) from exc
         self._storage.prune_now_and_then(session, calendar)

@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, bindparam, delete, select, union_all
+from sqlalchemy import Select, bindparam, delete, insert, select, union_all
 from sqlalchemy.orm import Session
 
 from bridge.store import changes
 from bridge.store.errors import EtagMismatch, ItemExists, NotFound
 from bridge.store.index import UNBOUNDED_CLASS, ItemFacts, class_reach
-from bridge.store.models import EARLIEST, Calendar, Item, UTCDateTime, utcnow
+from bridge.store.models import EARLIEST, Calendar, Item, Occurrence, UTCDateTime, utcnow
 
 _COPIED = ("tenant_id", "calendar_id", "href", "uid", "etag", "component", "text", "span_start", "span_end",
            "modified_at")
@@ -30,6 +30,9 @@ class NewItem:
     text: str
     facts: ItemFacts
     origin: str = "client"
+    # Instances of a recurring event, as (start, end), complete up to ``occurrences_until``.
+    occurrences: Sequence[tuple[datetime, datetime]] = ()
+    occurrences_until: datetime | None = None
 
 
 def by_href(session: Session, calendar_id: int, href: str) -> Item | None:
@@ -125,6 +128,7 @@ def put(session: Session, calendar: Calendar, new: NewItem, *,
         "klass": facts.klass,
         "status": facts.status,
         "origin": new.origin,
+        "occurrences_until": new.occurrences_until,
         "modified_at": utcnow(),
     }
     previous: Item | None = None
@@ -137,7 +141,25 @@ def put(session: Session, calendar: Calendar, new: NewItem, *,
             setattr(current, key, value)
     changes.record(session, calendar, new.href, deleted=False)
     session.flush()
+    _store_occurrences(session, current, new)
     return current, previous
+
+
+def _store_occurrences(session: Session, item: Item, new: NewItem) -> None:
+    session.execute(delete(Occurrence).where(Occurrence.item_id == item.id))
+    if new.occurrences:
+        session.execute(insert(Occurrence), [
+            {"tenant_id": item.tenant_id, "item_id": item.id, "start": start, "end": end}
+            for start, end in new.occurrences])
+
+
+def with_occurrence_in(session: Session, item_ids: Sequence[int], start: datetime, end: datetime) -> set[int]:
+    """Which of these recurring items have an instance overlapping [start, end)."""
+    if not item_ids:
+        return set()
+    return set(session.scalars(
+        select(Occurrence.item_id).distinct()
+        .where(Occurrence.item_id.in_(list(item_ids)), Occurrence.start < end, Occurrence.end > start)))
 
 
 def remove(session: Session, calendar: Calendar, href: str) -> None:

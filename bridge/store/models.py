@@ -151,7 +151,23 @@ class Item(Base):
     klass: Mapped[str | None] = mapped_column("class", String(16), nullable=True)
     status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     origin: Mapped[str] = mapped_column(String(40), default="client")
+    # Recurring events: instances are materialised in ``occurrence`` up to this instant
+    # (UNBOUNDED: all of them); None: not materialised, time-range checks fall back to parsing.
+    occurrences_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     modified_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+
+
+class Occurrence(Base):
+    """One instance of a recurring event: time-range queries test these rows instead of
+    expanding the series."""
+
+    __tablename__ = "occurrence"
+    __table_args__ = (Index("ix_occurrence_item_start", "item_id", "start"),)
+    id: Mapped[PrimaryKey]
+    tenant_id: Mapped[int] = _tenant_fk()
+    item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
+    start: Mapped[UtcTime]
+    end: Mapped[UtcTime]
 
 
 class Change(Base):

@@ -237,3 +237,26 @@ def test_response_header_names_keep_radicales_spelling(alice: Bridge, calendar: 
         while b"\r\n\r\n" not in head:
             head += sock.recv(4096)
     assert b"\r\nContent-Type: text/calendar" in head and b"\r\nETag: " in head
+
+
+VIENNA = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VTIMEZONE\r\nTZID:Europe/Vienna\r\n"
+          "BEGIN:STANDARD\r\nDTSTART:19701025T030000\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\n"
+          "RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\nEND:VCALENDAR\r\n")
+
+
+def test_mkcalendar_time_zone_reads_floating_times(alice: Bridge) -> None:
+    body = ('<?xml version="1.0"?><C:mkcalendar xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:caldav"><D:set>'
+            f"<D:prop><C:calendar-timezone>{VIENNA}</C:calendar-timezone></D:prop></D:set></C:mkcalendar>")
+    floating = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\nBEGIN:VEVENT\r\nUID:float@test\r\n"
+                "DTSTAMP:20261124T080000Z\r\nDTSTART:20260115T100000\r\nDTEND:20260115T110000\r\n"
+                "END:VEVENT\r\nEND:VCALENDAR\r\n")
+    with _http(alice) as http:
+        assert http.request("MKCALENDAR", "/dav/alice/wien/", content=body).status_code == 201
+        assert http.put("/dav/alice/wien/float.ics", content=floating).status_code == 201
+    from sqlalchemy import select
+
+    from bridge.store.models import Calendar, Item
+
+    with alice.store.read() as session:
+        assert session.scalar(select(Calendar.timezone).where(Calendar.slug == "wien")) == "Europe/Vienna"
+        assert session.scalar(select(Item.dtstart)) == datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
