@@ -1,11 +1,15 @@
-"""Import an iCalendar file into a calendar, one item per UID, as a whole-collection PUT would
-split it; re-importing replaces items by UID instead of duplicating them."""
+"""Import an iCalendar file into a calendar: one item per UID (with the VTIMEZONEs it uses),
+each checked as a PUT of it would be; re-importing replaces items by UID instead of
+duplicating them. The whole file goes in one transaction or not at all."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+
+import icalendar
 from radicale import config as radicale_config
 from radicale import item as radicale_item
-from radicale.app.put import prepare
 
 from bridge.settings import Settings
 from bridge.storage_plugin.collection import SqlCollection
@@ -13,25 +17,57 @@ from bridge.storage_plugin.storage import SqlStorage
 from bridge.store.db import Store
 
 MAX_RRULE_OCCURRENCES = 10_000
+_TZID = re.compile(rb";TZID=(\"[^\"]*\"|[^:;]*)")
+_OBJECTS = ("VEVENT", "VTODO", "VJOURNAL")
 
 
 class NotImportable(ValueError):
     """The file is not importable iCalendar; the message says why."""
 
 
-def import_calendar(store: Store, settings: Settings, owner: str, slug: str, text: str) -> tuple[int, int]:
-    """Import ``text`` into /<owner>/<slug>/ in one transaction; returns (created, replaced)."""
+def split_by_uid(text: str) -> Iterator[str]:
+    """One VCALENDAR text per UID, carrying the time zones its components name."""
+    try:
+        calendar = icalendar.Calendar.from_ical(text)
+    except ValueError as exc:
+        raise NotImportable(f"not importable iCalendar: {exc}") from exc
+    timezones = {str(tz.get("TZID")): tz for tz in calendar.subcomponents if tz.name == "VTIMEZONE"}
+    groups: dict[str, list[icalendar.cal.Component]] = {}
+    for component in calendar.subcomponents:
+        if component.name not in _OBJECTS:
+            continue
+        uid = str(component.get("UID", "")).strip()
+        if not uid:
+            raise NotImportable(f"not importable iCalendar: a {component.name} has no UID")
+        groups.setdefault(uid, []).append(component)
+    for components in groups.values():
+        piece = icalendar.Calendar()
+        piece.add("VERSION", "2.0")
+        piece.add("PRODID", str(calendar.get("PRODID", "-//calbridge//import//EN")))
+        body = b"".join(component.to_ical() for component in components)
+        for tzid in dict.fromkeys(match.strip(b'"').decode() for match in _TZID.findall(body)):
+            if tzid in timezones:
+                piece.add_component(timezones[tzid])
+        for component in components:
+            piece.add_component(component)
+        yield piece.to_ical().decode()
+
+
+def _checked_item(owner: str, slug: str, text: str) -> radicale_item.Item:
     try:
         components = radicale_item.read_components(text)
-        prepared, _, _, _, failure = prepare(
-            components, f"/{owner}/{slug}/", "text/calendar", True, False,
-            max(settings.max_body_bytes, 10 * 1024 * 1024), MAX_RRULE_OCCURRENCES,
-            tag="VCALENDAR", write_whole_collection=True)
-        new_items = list(prepared)
+        radicale_item.check_and_sanitize_items(components, tag="VCALENDAR",
+                                               max_vevent_rrule_occurrence=MAX_RRULE_OCCURRENCES)
+        item = radicale_item.Item(collection_path=f"{owner}/{slug}", vobject_item=components[0], text=text)
+        item.prepare()
     except Exception as exc:  # Radicale's parser raises anything from ValueError to vobject's errors
         raise NotImportable(f"not importable iCalendar: {exc}") from exc
-    if failure:
-        raise NotImportable(f"not importable iCalendar: {failure[1]}")
+    return item
+
+
+def import_calendar(store: Store, settings: Settings, owner: str, slug: str, text: str) -> tuple[int, int]:
+    """Import ``text`` into /<owner>/<slug>/; returns (created, replaced)."""
+    new_items = [_checked_item(owner, slug, piece) for piece in split_by_uid(text)]
     storage = SqlStorage(store, settings, radicale_config.load())
     with storage.acquire_lock("w", owner, path=f"/{owner}/{slug}/"):
         collection = next(iter(storage.discover(f"/{owner}/{slug}/")), None)

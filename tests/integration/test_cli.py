@@ -112,3 +112,33 @@ def test_import_splits_by_uid_and_reimport_replaces(env: Path, monkeypatch: pyte
     code, _, err = _run(monkeypatch, capsys, "calendar", "import", "--owner", "ina", "--slug", "c", "-",
                         stdin="not a calendar")
     assert code == 2 and "not importable iCalendar" in err
+
+
+def test_import_keeps_each_items_time_zone_and_refuses_objects_without_uid(
+        env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import UTC, datetime
+
+    from bridge.settings import load_settings
+    from bridge.store import items
+    from bridge.store.db import Store
+
+    _run(monkeypatch, capsys, "tenant", "create", "T")
+    _run(monkeypatch, capsys, "user", "create", "--tenant", "T", "--login", "ina", "--email", "i@example.org",
+         "--password-stdin", stdin="long enough password\n")
+    _run(monkeypatch, capsys, "calendar", "create", "--owner", "ina", "--slug", "c", "--timezone", "UTC")
+    fixtures = Path(__file__).parent.parent / "fixtures"
+    series = (fixtures / "weekly_override_exdate_issue3.ics").read_text()
+    export = env / "series.ics"
+    export.write_text(series)
+    assert _run(monkeypatch, capsys, "calendar", "import", "--owner", "ina", "--slug", "c", str(export))[1] \
+        == "1 items created, 0 replaced\n"
+    store = Store(load_settings().effective_database_url)
+    with store.read() as session:
+        (row,) = items.all_of(session, 1)
+        assert "BEGIN:VTIMEZONE" in row.text and "TZID:Europe/Berlin" in row.text
+        assert row.dtstart == datetime(2026, 12, 7, 8, 0, tzinfo=UTC)  # 09:00 in Berlin, not in UTC
+    store.dispose()
+    export.write_text(series.replace("UID:weekly-standup@calbridge.test\r\n", "", 1)
+                      .replace("UID:weekly-standup@calbridge.test\n", "", 1))
+    code, _, err = _run(monkeypatch, capsys, "calendar", "import", "--owner", "ina", "--slug", "c", str(export))
+    assert code == 2 and "has no UID" in err
