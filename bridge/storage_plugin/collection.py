@@ -102,7 +102,8 @@ class SqlCollection(radicale_storage.BaseCollection):
         return [self.to_radicale(row) for row in self._storage.read(lambda s: items.all_of(s, calendar_id))]
 
     def get_filtered(self, filters: Iterable[ET.Element]) -> Iterable[tuple[radicale_item.Item, bool]]:
-        """Answer time-range filters from the span index; Radicale re-checks what is not certain."""
+        """Answer time-range filters from the span index and the stored instances of recurring
+        events; what is not certain is left to Radicale's exact check (``matched`` False)."""
         if self._calendar is None or not self.tag:
             return
         tag, start, end, simple = radicale_filter.simplify_prefilters(filters, self.tag)
@@ -152,7 +153,7 @@ class SqlCollection(radicale_storage.BaseCollection):
             row, replaced = items.put(session, calendar, items.NewItem(
                 href=href, uid=item.uid, etag=item.etag, text=text, facts=facts, origin="client",
                 occurrences=instances, occurrences_until=until))
-        except StoreError as exc:
+        except (StoreError, ValueError) as exc:  # ValueError: icalendar refused what vobject accepted
             raise ValueError(str(exc)) from exc
         self._storage.prune_now_and_then(session, calendar)
         return self.to_radicale(row), self.to_radicale(replaced) if replaced is not None else None
