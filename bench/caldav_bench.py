@@ -389,11 +389,12 @@ def start_radicale(workdir: Path, ds: Dataset, python: str) -> Target:
     return target
 
 
-def run_cli(python: str, args: list[str], env: dict[str, str], stdin: str | None = None) -> None:
+def run_cli(python: str, args: list[str], env: dict[str, str], stdin: str | None = None,
+            timeout: float = 300) -> None:
     cmd = [python, "-m", "bridge", *args]
     try:
         p = subprocess.run(cmd, env=env, cwd=REPO_ROOT, input=stdin, capture_output=True, text=True,
-                           timeout=300)
+                           timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as e:
         raise StartError(f"`{' '.join(cmd[1:])}` failed: {e}") from e
     if p.returncode != 0:
@@ -418,7 +419,9 @@ def start_calbridge(workdir: Path, ds: Dataset, python: str, db_url: str | None)
     t0 = time.perf_counter()
     export = root / "export.ics"
     export.write_text(merge_calendars(ds.texts), encoding="utf-8")
-    run_cli(python, ["calendar", "import", "--owner", USER, "--slug", SLUG, str(export)], env)
+    # about 10 ms an event with a VTIMEZONE; allow three times that
+    run_cli(python, ["calendar", "import", "--owner", USER, "--slug", SLUG, str(export)], env,
+            timeout=max(300.0, 0.03 * ds.n))
     load_s = time.perf_counter() - t0
     port = free_port()
     server = ServerProcess("calbridge", [python, "-m", "bridge", "serve", "--host", "127.0.0.1",

@@ -66,8 +66,12 @@ def _checked_item(owner: str, slug: str, text: str) -> radicale_item.Item:
 
 
 def import_calendar(store: Store, settings: Settings, owner: str, slug: str, text: str) -> tuple[int, int]:
-    """Import ``text`` into /<owner>/<slug>/; returns (created, replaced)."""
-    new_items = [_checked_item(owner, slug, piece) for piece in split_by_uid(text)]
+    """Import ``text`` into /<owner>/<slug>/; returns (created, replaced).
+
+    Items are checked and written one at a time (a large export need not fit in memory
+    as parsed objects); the first bad one rolls the whole import back.
+    """
+    new_items = (_checked_item(owner, slug, piece) for piece in split_by_uid(text))
     storage = SqlStorage(store, settings, radicale_config.load())
     with storage.acquire_lock("w", owner, path=f"/{owner}/{slug}/"):
         collection = next(iter(storage.discover(f"/{owner}/{slug}/")), None)
