@@ -378,15 +378,19 @@ def start_radicale(workdir: Path, ds: Dataset, python: str) -> Target:
     env.pop("RADICALE_CONFIG", None)
     server = ServerProcess("radicale", [python, "-m", "radicale", "--config", str(config)], env, root,
                            root / "server.log")
-    server.start()
     base = f"http://127.0.0.1:{port}"
+    start_ready(server, base + "/", 60, want_200=False)
+    return Target("radicale", base, f"/{USER}/{SLUG}/", server, {"load_s": write_s})
+
+
+def start_ready(server: ServerProcess, url: str, timeout: float, want_200: bool) -> None:
+    """Start ``server`` and wait until ``url`` answers; stop it again if it never does."""
+    server.start()
     try:
-        server.wait_ready(base + "/", 60, want_200=False)
-    except StartError:
+        server.wait_ready(url, timeout, want_200=want_200)
+    except BaseException:
         server.stop()
         raise
-    target = Target("radicale", base, f"/{USER}/{SLUG}/", server, {"load_s": write_s})
-    return target
 
 
 def run_cli(python: str, args: list[str], env: dict[str, str], stdin: str | None = None,
@@ -426,15 +430,9 @@ def start_calbridge(workdir: Path, ds: Dataset, python: str, db_url: str | None)
     port = free_port()
     server = ServerProcess("calbridge", [python, "-m", "bridge", "serve", "--host", "127.0.0.1",
                                          "--port", str(port)], env, REPO_ROOT, root / "server.log")
-    server.start()
     base = f"http://127.0.0.1:{port}"
-    cal_path = f"/dav/{USER}/{SLUG}/"
-    try:
-        server.wait_ready(base + "/healthz", 120, want_200=True)
-    except BaseException:
-        server.stop()
-        raise
-    return Target("calbridge", base, cal_path, server, {"load_s": load_s})
+    start_ready(server, base + "/healthz", 120, want_200=True)
+    return Target("calbridge", base, f"/dav/{USER}/{SLUG}/", server, {"load_s": load_s})
 
 
 # --------------------------------------------------------------------------------------------
