@@ -123,11 +123,11 @@ class SqlCollection(radicale_storage.BaseCollection):
         for row in rows:
             if tag is not None and tag != row.component:
                 continue
-            item = self.to_radicale(row)
             if row.id in decided:
                 if row.id in hits:
-                    yield item, True
+                    yield self.to_radicale(row), True
                 continue
+            item = self.to_radicale(row)
             istart, iend = item.time_range
             if istart >= end or iend <= start:
                 continue

@@ -12,11 +12,11 @@ from radicale import config as radicale_config
 from radicale import item as radicale_item
 
 from bridge.settings import Settings
+from bridge.storage_plugin.checks import InvalidICalendar, checked_components
 from bridge.storage_plugin.collection import SqlCollection
 from bridge.storage_plugin.storage import SqlStorage
 from bridge.store.db import Store
 
-MAX_RRULE_OCCURRENCES = 10_000
 _TZID = re.compile(rb";TZID=(\"[^\"]*\"|[^:;]*)")
 _OBJECTS = ("VEVENT", "VTODO", "VJOURNAL")
 
@@ -55,12 +55,10 @@ def split_by_uid(text: str) -> Iterator[str]:
 
 def _checked_item(owner: str, slug: str, text: str) -> radicale_item.Item:
     try:
-        components = radicale_item.read_components(text)
-        radicale_item.check_and_sanitize_items(components, tag="VCALENDAR",
-                                               max_vevent_rrule_occurrence=MAX_RRULE_OCCURRENCES)
+        components = checked_components(text)
         item = radicale_item.Item(collection_path=f"{owner}/{slug}", vobject_item=components[0], text=text)
         item.prepare()
-    except Exception as exc:  # Radicale's parser raises anything from ValueError to vobject's errors
+    except (InvalidICalendar, ValueError, RuntimeError) as exc:
         raise NotImportable(f"not importable iCalendar: {exc}") from exc
     return item
 

@@ -157,7 +157,7 @@ class SqlStorage(radicale_storage.BaseStorage):
 
     def _visible_principals(self, session: Session) -> list[User]:
         """The principals listed under the root: the tenant's for an admin, else only one's own."""
-        viewer = users.user_by_login(session, getattr(self._local, "user", "") or "")
+        viewer = self._user(session, getattr(self._local, "user", "") or "")
         if viewer is None:
             return []
         if viewer.role in ("admin", "service"):

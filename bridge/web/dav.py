@@ -17,10 +17,10 @@ from typing import Any
 
 import defusedxml
 import defusedxml.ElementTree
-from radicale import item as radicale_item
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-MAX_RRULE_OCCURRENCES = 10_000  # Radicale's default limit
+from bridge.storage_plugin.checks import InvalidICalendar, checked_components
+
 XML_METHODS = frozenset({"PROPFIND", "PROPPATCH", "REPORT", "MKCALENDAR", "MKCOL", "ACL"})
 
 
@@ -145,17 +145,10 @@ def _icalendar_refusal(body: bytes) -> str | None:
     except UnicodeDecodeError:
         return "iCalendar data must be UTF-8"
     try:
-        components = radicale_item.read_components(text)
-        if components and components[0].name == "VCALENDAR":
-            radicale_item.check_and_sanitize_items(components, tag="VCALENDAR",
-                                                   max_vevent_rrule_occurrence=MAX_RRULE_OCCURRENCES)
-    except Exception as exc:  # Radicale's parser raises anything from ValueError to vobject's errors
-        return f"invalid iCalendar data: {_first_line(exc)}"
+        checked_components(text)
+    except InvalidICalendar as exc:
+        return f"invalid iCalendar data: {exc}"
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 async def _plain(send: Send, status: int, text: str) -> None:
