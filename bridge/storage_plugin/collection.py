@@ -10,17 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import zoneinfo
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, overload
 from xml.etree import ElementTree as ET
 
+import icalendar
 from radicale import item as radicale_item
 from radicale import storage as radicale_storage
 from radicale.item import filter as radicale_filter
 from sqlalchemy.orm import Session
 
-from bridge.storage_plugin.instances import occurrences
+from bridge import expand
 from bridge.store import calendars, changes, items
 from bridge.store.errors import InvalidSyncToken, StoreError
 from bridge.store.index import describe, from_timestamp
@@ -102,37 +104,51 @@ class SqlCollection(radicale_storage.BaseCollection):
         return [self.to_radicale(row) for row in self._storage.read(lambda s: items.all_of(s, calendar_id))]
 
     def get_filtered(self, filters: Iterable[ET.Element]) -> Iterable[tuple[radicale_item.Item, bool]]:
-        """Answer time-range filters from the span index and the stored instances of recurring
-        events; what is not certain is left to Radicale's exact check (``matched`` False)."""
+        """Answer time-range filters on events with bridge.expand's semantics (RFC 4791 9.9):
+        from the span index, the stored instances, or an expansion of the few series stored
+        instances do not reach. Other filters are left to Radicale's check (``matched`` False)."""
         if self._calendar is None or not self.tag:
             return
         tag, start, end, simple = radicale_filter.simplify_prefilters(filters, self.tag)
         calendar_id = self._calendar.id
         if start <= radicale_filter.TIMESTAMP_MIN and end >= radicale_filter.TIMESTAMP_MAX:
-            rows = self._storage.read(lambda s: items.all_of(s, calendar_id))
-            decided: set[int] = set()
-            hits: set[int] = set()
-        else:
-            window = (from_timestamp(start), from_timestamp(end))
-            rows = self._storage.read(lambda s: items.overlapping(s, calendar_id, *window, tag))
-            # Recurring events whose instances are stored up to the window's end are decided here,
-            # without expanding them; the others are left to Radicale's exact check.
-            decided = {row.id for row in rows if simple and row.recurring and row.occurrences_until is not None
-                       and row.occurrences_until >= window[1]}
-            hits = self._storage.read(lambda s: items.with_occurrence_in(s, sorted(decided), *window))
+            for row in self._storage.read(lambda s: items.all_of(s, calendar_id)):
+                if tag is None or tag == row.component:
+                    yield self.to_radicale(row), simple and tag is not None
+            return
+        window = (from_timestamp(start), from_timestamp(end))
+        rows = self._storage.read(lambda s: items.overlapping(s, calendar_id, *window, tag))
+        stored = {row.id for row in rows if row.recurring and row.occurrences_until is not None
+                  and row.occurrences_until >= window[1]}
+        hits = self._storage.read(lambda s: items.with_occurrence_in(s, sorted(stored), *window))
+        zone = zoneinfo.ZoneInfo(self._calendar.timezone)
         for row in rows:
             if tag is not None and tag != row.component:
                 continue
-            if row.id in decided:
+            if not simple:
+                yield self.to_radicale(row), False
+            elif row.component != "VEVENT":
+                # Tasks and journals keep Radicale's span: for a single instance overlapping it is matching.
+                item = self.to_radicale(row)
+                istart, iend = item.time_range
+                if istart < end and iend > start:
+                    yield item, not row.recurring
+            elif not row.recurring:
+                if expand.overlaps(row.span_start, row.span_end, *window):
+                    yield self.to_radicale(row), True
+            elif row.id in stored:
                 if row.id in hits:
                     yield self.to_radicale(row), True
-                continue
-            item = self.to_radicale(row)
-            istart, iend = item.time_range
-            if istart >= end or iend <= start:
-                continue
-            # A single-instance item's span is its one time range: overlapping it is matching.
-            yield item, simple and (not row.recurring or start <= istart or iend <= end)
+            else:
+                try:
+                    found = expand.instances(icalendar.Calendar.from_ical(row.text), zone, *window, max_instances=1)
+                except expand.TooManyInstances:
+                    found = [None]  # type: ignore[list-item]
+                except ValueError:  # stored before a rule tightened; let Radicale judge it
+                    yield self.to_radicale(row), False
+                    continue
+                if found:
+                    yield self.to_radicale(row), True
 
     def has_uid(self, uid: str) -> bool:
         if self._calendar is None:
@@ -147,13 +163,11 @@ class SqlCollection(radicale_storage.BaseCollection):
         session = self._session
         text = item.serialize()
         try:
-            facts = describe(text, item.time_range, calendar.timezone, name=item.name)
-            instances, until = (occurrences(item.vobject_item, facts.component, datetime.now(UTC))
-                                if facts.recurring else ([], None))
+            described = describe(text, item.time_range, calendar.timezone, name=item.name)
             row, replaced = items.put(session, calendar, items.NewItem(
-                href=href, uid=item.uid, etag=item.etag, text=text, facts=facts, origin="client",
-                occurrences=instances, occurrences_until=until))
-        except (StoreError, ValueError) as exc:  # ValueError: icalendar refused what vobject accepted
+                href=href, uid=item.uid, etag=item.etag, text=text, facts=described.facts, origin="client",
+                occurrences=described.instances, occurrences_until=described.instances_until))
+        except (StoreError, ValueError) as exc:  # ValueError: icalendar or bridge.expand refused it
             raise ValueError(str(exc)) from exc
         self._storage.prune_now_and_then(session, calendar)
         return self.to_radicale(row), self.to_radicale(replaced) if replaced is not None else None

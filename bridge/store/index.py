@@ -1,9 +1,8 @@
 """The indexed columns of an item, derived from its iCalendar text.
 
-The span (the enclosing range of every instance) uses Radicale's own
-``time_range`` so that the index can never disagree with the exact CalDAV
-filter it pre-selects for. The master instance's start and end, and the
-busy-relevant properties, come from icalendar.
+Events are described by ``bridge.expand`` (span, instances, busy type), the one
+expansion that free/busy and the CalDAV answers use too. Other objects (tasks,
+journals, vCards) keep the span Radicale computes for its own time-range filter.
 """
 
 from __future__ import annotations
@@ -15,11 +14,17 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 
 import icalendar
 
+from bridge import expand
 from bridge.store.models import EARLIEST, UNBOUNDED
 
 CALENDAR_COMPONENTS = ("VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY")
 UNBOUNDED_CLASS = 63
 _DAY = 86400.0
+
+
+HORIZON = timedelta(days=730)  # open-ended series are materialised this far ahead of the write
+MAX_INSTANCES = 5000
+Instance = tuple[datetime, datetime, str | None]  # start, end, busy type
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class ItemFacts:
     transparency: str | None
     klass: str | None
     status: str | None
+    busy: str | None = None
 
 
 def span_class(start: datetime, end: datetime) -> int:
@@ -73,11 +79,19 @@ def to_utc(value: date | datetime, zone: tzinfo) -> datetime:
     return value.astimezone(UTC)
 
 
-def describe(text: str, time_range: tuple[int, int], timezone: str, name: str = "VCALENDAR") -> ItemFacts:
-    """Facts about the first calendar component of ``text`` (its master, if recurring).
+def describe(text: str, time_range: tuple[int, int], timezone: str, name: str = "VCALENDAR",
+             now: datetime | None = None) -> EventFacts:
+    """Facts about an object stored through Radicale: events from ``bridge.expand``, other
+    objects from Radicale's ``time_range``. Raises ValueError where icalendar refuses the text."""
+    if name == "VCALENDAR":
+        calendar = icalendar.Calendar.from_ical(text)
+        if any(c.name == "VEVENT" for c in calendar.subcomponents):
+            return facts_of(calendar, zoneinfo.ZoneInfo(timezone), now or datetime.now(UTC))
+    return EventFacts(_describe_other(text, time_range, timezone, name), [], None)
 
-    ``name`` is the object's type; a vCard (address book item) has no times.
-    """
+
+def _describe_other(text: str, time_range: tuple[int, int], timezone: str, name: str) -> ItemFacts:
+    """Facts about the first component of a task, journal or vCard, with Radicale's span."""
     span_start, span_end = (from_timestamp(time_range[0]), from_timestamp(time_range[1]))
     if name != "VCALENDAR":
         return ItemFacts(name, None, None, span_start, span_end, span_class(span_start, span_end),
@@ -120,3 +134,37 @@ def describe(text: str, time_range: tuple[int, int], timezone: str, name: str = 
 
 def _upper(value: object) -> str | None:
     return str(value).upper()[:16] if value is not None else None
+
+
+@dataclass(frozen=True)
+class EventFacts:
+    facts: ItemFacts
+    instances: list[Instance]  # of a recurring event, complete up to ``instances_until``
+    instances_until: datetime | None
+
+
+def facts_of(calendar: icalendar.Calendar, zone: tzinfo, now: datetime) -> EventFacts:
+    """Index columns and stored instances of an event object; raises expand.ExpansionError."""
+    components = [c for c in calendar.subcomponents if c.name in CALENDAR_COMPONENTS]
+    master = next((c for c in components if "RECURRENCE-ID" not in c), components[0])
+    recurring = any(key in c for c in components for key in ("RRULE", "RDATE")) or len(components) > 1 \
+        or "RECURRENCE-ID" in master
+    first, last = expand.span(calendar, zone)
+    dtstart = dtend = None
+    if "DTSTART" in master:
+        dtstart, dtend = expand.bounds(master, zone)
+    instances: list[Instance] = []
+    until: datetime | None = None
+    if recurring:
+        found, until = expand.materialise(calendar, zone, now + HORIZON, MAX_INSTANCES)
+        instances = [(i.start, i.end, _fbtype(i.busy)) for i in found]
+    facts = ItemFacts(
+        component=master.name, dtstart=dtstart, dtend=dtend, span_start=first, span_end=last,
+        span_class=span_class(first, last), recurring=recurring, transparency=_upper(master.get("TRANSP")),
+        klass=_upper(master.get("CLASS")), status=_upper(master.get("STATUS")),
+        busy=_fbtype(expand.busy_type(master)))
+    return EventFacts(facts, instances, until)
+
+
+def _fbtype(value: object) -> str | None:
+    return str(value) if value is not None else None

@@ -20,7 +20,7 @@ END:VEVENT\r\nEND:VCALENDAR\r\n"""
 
 def _facts(text: str, zone: str = "Europe/Berlin"):
     item = radicale_item.Item(collection_path="u/c", text=text)
-    return describe(text, item.time_range, zone)
+    return describe(text, item.time_range, zone).facts
 
 
 def test_floating_time_is_read_in_the_calendar_zone_and_flags_are_indexed() -> None:
