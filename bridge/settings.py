@@ -11,7 +11,7 @@ import os
 import tomllib
 import zoneinfo
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,9 @@ class Settings:
     sync_token_max_age_days: int = 30
     log_level: str = "info"
     db_pool_size: int = 8
+    max_query_window_days: int = 366  # longest free/busy or free-slot window of /api/v1
+    # Fernet keys, comma-separated, newest first; empty: <data_dir>/secret.key (see bridge.secrets)
+    secret_keys: str = field(default="", repr=False)
 
     @property
     def effective_database_url(self) -> str:
@@ -58,6 +61,8 @@ class Settings:
             raise SettingsError(f"port must be between 1 and 65535, not {self.port}")
         if self.auth_cache_seconds < 0 or self.sync_token_max_age_days < 1:
             raise SettingsError("auth_cache_seconds must be >= 0 and sync_token_max_age_days >= 1")
+        if not 1 <= self.max_query_window_days <= 3660:
+            raise SettingsError("max_query_window_days must be between 1 and 3660")
         if not 0 <= self.auth_failure_delay_seconds <= 10:
             raise SettingsError("auth_failure_delay_seconds must be between 0 and 10")
         try:

@@ -119,3 +119,24 @@ def delete_calendar(session: Session, calendar: Calendar) -> None:
     session.execute(delete(Item).where(Item.calendar_id == calendar.id))
     session.delete(calendar)
     session.flush()
+
+
+def calendar_in_tenant(session: Session, tenant_id: int, calendar_id: int) -> tuple[Calendar, User] | None:
+    """A calendar with its owner, only if it belongs to the tenant (else None, as if absent)."""
+    row = session.execute(
+        select(Calendar, User).join(User, Calendar.owner_id == User.id)
+        .where(Calendar.id == calendar_id, Calendar.tenant_id == tenant_id)).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+def calendars_in_tenant(session: Session, tenant_id: int, calendar_ids: Sequence[int]) -> dict[int, Calendar]:
+    """The tenant's calendars among these ids, in one query (absent and foreign ones are missing)."""
+    wanted = list(dict.fromkeys(calendar_ids))
+    return {calendar.id: calendar for calendar in session.scalars(
+        select(Calendar).where(Calendar.tenant_id == tenant_id, Calendar.id.in_(wanted)))}
+
+
+def calendar_by_path(session: Session, owner_login: str, slug: str) -> Calendar | None:
+    """The calendar at /<owner_login>/<slug>/ in one query."""
+    return session.scalar(select(Calendar).join(User, Calendar.owner_id == User.id)
+                          .where(User.login == owner_login, Calendar.slug == slug))

@@ -7,7 +7,7 @@ counter's row lock from the bump until its commit.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -17,6 +17,7 @@ from bridge.store.errors import InvalidSyncToken
 from bridge.store.models import Calendar, Change
 
 TOKEN_PREFIX = "http://calbridge.org/ns/sync/"
+PRUNE_EVERY = 256
 
 
 def record(session: Session, calendar: Calendar, href: str, *, deleted: bool) -> int:
@@ -75,3 +76,9 @@ def prune(session: Session, calendar: Calendar, older_than: datetime) -> None:
         update(Calendar).where(Calendar.id == calendar.id).values(changes_pruned_through=newest_old)
     )
     calendar.changes_pruned_through = newest_old
+
+
+def prune_now_and_then(session: Session, calendar: Calendar, max_age_days: int, now: datetime) -> None:
+    """Every few hundred changes, forget those older than the sync-token lifetime."""
+    if calendar.change_counter % PRUNE_EVERY == 0:
+        prune(session, calendar, older_than=now - timedelta(days=max_age_days))

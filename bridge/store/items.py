@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, insert, select, union_all
+from sqlalchemy import Select, bindparam, delete, insert, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from bridge.store import changes
@@ -30,9 +32,14 @@ class NewItem:
     text: str
     facts: ItemFacts
     origin: str = "client"
-    # Instances of a recurring event, as (start, end), complete up to ``occurrences_until``.
-    occurrences: Sequence[tuple[datetime, datetime]] = ()
+    # Instances of a recurring event, as (start, end, busy type), complete up to ``occurrences_until``.
+    occurrences: Sequence[tuple[datetime, datetime, str | None]] = ()
     occurrences_until: datetime | None = None
+
+
+def etag_of(text: str) -> str:
+    """The entity tag of an item's text, as Radicale computes it (a quoted SHA-256)."""
+    return '"' + hashlib.sha256(text.encode()).hexdigest() + '"'
 
 
 def by_href(session: Session, calendar_id: int, href: str) -> Item | None:
@@ -66,7 +73,9 @@ def _overlap_statement(with_component: bool) -> Select[tuple[Item]]:
             Item.span_class == klass,
             Item.span_start >= bindparam(f"from_{klass}", type_=UTCDateTime()),
             Item.span_start < bindparam("end", type_=UTCDateTime()),
-            Item.span_end > bindparam("start", type_=UTCDateTime()),
+            # RFC 4791 9.9: a zero-length span matches where it starts inside the window.
+            or_(Item.span_end > bindparam("start", type_=UTCDateTime()),
+                Item.span_start >= bindparam("start", type_=UTCDateTime())),
         )
         if with_component:
             query = query.where(Item.component == bindparam("component"))
@@ -112,6 +121,12 @@ def put(session: Session, calendar: Calendar, new: NewItem, *,
     current = by_href(session, calendar.id, new.href)
     if if_match is not None and (current is None or (if_match != "*" and current.etag != if_match)):
         raise EtagMismatch(new.href, if_match, current.etag if current else None)
+    return put_checked(session, calendar, new, current)
+
+
+def put_checked(session: Session, calendar: Calendar, new: NewItem, current: Item | None) -> tuple[Item, Item | None]:
+    """``put`` for a caller that has already read ``current`` (the row at ``new.href``) and
+    checked the UID and preconditions in this transaction: the /dav gate's PUT."""
     facts = new.facts
     values = {
         "uid": new.uid,
@@ -127,6 +142,7 @@ def put(session: Session, calendar: Calendar, new: NewItem, *,
         "transparency": facts.transparency,
         "klass": facts.klass,
         "status": facts.status,
+        "busy": facts.busy,
         "origin": new.origin,
         "occurrences_until": new.occurrences_until,
         "modified_at": utcnow(),
@@ -141,16 +157,17 @@ def put(session: Session, calendar: Calendar, new: NewItem, *,
             setattr(current, key, value)
     changes.record(session, calendar, new.href, deleted=False)
     session.flush()
-    _store_occurrences(session, current, new)
+    _store_occurrences(session, current, new, replacing=previous is not None)
     return current, previous
 
 
-def _store_occurrences(session: Session, item: Item, new: NewItem) -> None:
-    session.execute(delete(Occurrence).where(Occurrence.item_id == item.id))
+def _store_occurrences(session: Session, item: Item, new: NewItem, replacing: bool = True) -> None:
+    if replacing:
+        session.execute(delete(Occurrence).where(Occurrence.item_id == item.id))
     if new.occurrences:
         session.execute(insert(Occurrence), [
-            {"tenant_id": item.tenant_id, "item_id": item.id, "start": start, "end": end}
-            for start, end in new.occurrences])
+            {"tenant_id": item.tenant_id, "item_id": item.id, "start": start, "end": end, "busy": busy}
+            for start, end, busy in new.occurrences])
 
 
 def with_occurrence_in(session: Session, item_ids: Sequence[int], start: datetime, end: datetime) -> set[int]:
@@ -159,7 +176,8 @@ def with_occurrence_in(session: Session, item_ids: Sequence[int], start: datetim
         return set()
     return set(session.scalars(
         select(Occurrence.item_id).distinct()
-        .where(Occurrence.item_id.in_(list(item_ids)), Occurrence.start < end, Occurrence.end > start)))
+        .where(Occurrence.item_id.in_(list(item_ids)), Occurrence.start < end,
+               or_(Occurrence.end > start, Occurrence.start >= start))))
 
 
 def remove(session: Session, calendar: Calendar, href: str) -> None:
@@ -194,3 +212,77 @@ def move(session: Session, item: Item, source: Calendar, target: Calendar, to_hr
     session.flush()
     changes.record(session, source, old_href, deleted=True)
     changes.record(session, target, to_href, deleted=False)
+
+
+@dataclass(frozen=True)
+class BusyCandidate:
+    """What free/busy needs of an item overlapping a window, without its text."""
+
+    item_id: int
+    calendar_id: int
+    origin: str
+    dtstart: datetime | None
+    dtend: datetime | None
+    busy: str | None
+    recurring: bool
+    occurrences_until: datetime | None
+
+
+def _busy_statement() -> Select[tuple[Any, ...]]:
+    """Like the overlap query, for many calendars at once and only the columns free/busy reads."""
+    columns = (Item.id, Item.calendar_id, Item.origin, Item.dtstart, Item.dtend, Item.busy, Item.recurring,
+               Item.occurrences_until)
+    per_class = [
+        select(*columns).where(
+            Item.calendar_id.in_(bindparam("calendar_ids", expanding=True)),
+            Item.span_class == klass,
+            Item.span_start >= bindparam(f"from_{klass}", type_=UTCDateTime()),
+            Item.span_start < bindparam("end", type_=UTCDateTime()),
+            Item.span_end > bindparam("start", type_=UTCDateTime()),
+            Item.component == "VEVENT",
+            or_(Item.recurring, Item.busy.is_not(None)),
+        )
+        for klass in (*_FINITE_CLASSES, UNBOUNDED_CLASS)
+    ]
+    return union_all(*per_class)  # type: ignore[return-value]
+
+
+_BUSY = _busy_statement()
+
+
+def busy_candidates(session: Session, calendar_ids: Sequence[int], start: datetime,
+                    end: datetime) -> list[BusyCandidate]:
+    """Events of these calendars whose span overlaps [start, end) and that can be busy in it."""
+    if not calendar_ids:
+        return []
+    params: dict[str, object] = {"calendar_ids": list(calendar_ids), "start": start, "end": end,
+                                 f"from_{UNBOUNDED_CLASS}": EARLIEST}
+    params.update({f"from_{klass}": _earliest_start(start, klass) for klass in _FINITE_CLASSES})
+    return [BusyCandidate(*row) for row in session.execute(_BUSY, params)]
+
+
+def busy_occurrences(session: Session, item_ids: Sequence[int], start: datetime,
+                     end: datetime) -> list[tuple[int, datetime, datetime, str]]:
+    """(item id, start, end, busy type) of stored busy instances overlapping [start, end)."""
+    found: list[tuple[int, datetime, datetime, str]] = []
+    wanted = list(item_ids)
+    for first in range(0, len(wanted), 500):
+        rows = session.execute(
+            select(Occurrence.item_id, Occurrence.start, Occurrence.end, Occurrence.busy)
+            .where(Occurrence.item_id.in_(wanted[first:first + 500]), Occurrence.start < end,
+                   Occurrence.end > start, Occurrence.busy.is_not(None)))
+        found.extend((item_id, s, e, busy) for item_id, s, e, busy in rows)
+    return found
+
+
+def texts(session: Session, item_ids: Sequence[int]) -> dict[int, str]:
+    """The iCalendar text of these items, for the few that must be expanded on the fly."""
+    if not item_ids:
+        return {}
+    return dict(session.execute(select(Item.id, Item.text).where(Item.id.in_(list(item_ids)))).all())
+
+
+def of_origin(session: Session, calendar_id: int, origin: str) -> list[Item]:
+    """Every item of the calendar written by one origin (e.g. a connection's mirrored items), by href."""
+    return list(session.scalars(select(Item).where(Item.calendar_id == calendar_id, Item.origin == origin)
+                                .order_by(Item.href)))

@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 typed models: tenant, user, calendar, item, change.
+"""SQLAlchemy 2 typed models: tenant, user, calendar, item, occurrence, change, service token,
+connection, mapping, sync run, booking.
 
 Every table carries ``tenant_id`` so that isolation can be checked on any row.
 Times are aware UTC datetimes (stored naive UTC, which both SQLite and
@@ -50,6 +51,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        """On SQLite, parse the stored text with ``datetime.fromisoformat`` (C) instead of the
+        dialect's regular expression: free/busy reads thousands of these per request."""
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def parse(value: Any) -> datetime | None:
+            if value is None:
+                return None
+            if isinstance(value, datetime):
+                return value.replace(tzinfo=UTC)
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+        return parse
 
 
 def utcnow() -> datetime:
@@ -151,6 +167,9 @@ class Item(Base):
     klass: Mapped[str | None] = mapped_column("class", String(16), nullable=True)
     status: Mapped[str | None] = mapped_column(String(16), nullable=True)
     origin: Mapped[str] = mapped_column(String(40), default="client")
+    # How the master instance counts for free/busy (RFC 5545 FBTYPE: BUSY, BUSY-TENTATIVE,
+    # BUSY-UNAVAILABLE), None when it is free (transparent, cancelled); see bridge.expand.
+    busy: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # Recurring events: instances are materialised in ``occurrence`` up to this instant
     # (UNBOUNDED: all of them); None: not materialised, time-range checks fall back to parsing.
     occurrences_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -168,6 +187,7 @@ class Occurrence(Base):
     item_id: Mapped[int] = mapped_column(ForeignKey("item.id", ondelete="CASCADE"))
     start: Mapped[UtcTime]
     end: Mapped[UtcTime]
+    busy: Mapped[str | None] = mapped_column(String(16), nullable=True)  # as Item.busy, per instance
 
 
 class Change(Base):
@@ -182,3 +202,111 @@ class Change(Base):
     href: Mapped[str] = mapped_column(String(255))
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+
+
+class ServiceToken(Base):
+    """A bearer token of the booking engine for /api/v1; only its SHA-256 is stored
+    (the token is 256 random bits, so a fast hash is enough)."""
+
+    __tablename__ = "service_token"
+    id: Mapped[PrimaryKey]
+    tenant_id: Mapped[int] = _tenant_fk()
+    name: Mapped[str] = mapped_column(String(120))
+    scope: Mapped[str] = mapped_column(String(16), default="engine")  # engine | admin
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Connection(Base):
+    """A link between one calendar and one external calendar: provider, credentials
+    (encrypted), the rule options, direction, sync window, sync state and scheduling."""
+
+    __tablename__ = "connection"
+    id: Mapped[PrimaryKey]
+    tenant_id: Mapped[int] = _tenant_fk()
+    calendar_id: Mapped[int] = mapped_column(ForeignKey("calendar.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(16))  # caldav, icloud, ics, google, microsoft, exchange
+    options: Mapped[str] = mapped_column(Text, default="{}")  # JSON of bridge.rules.ConnectionOptions fields
+    # Keys the stable UID hash of the no-personal-data rule; fixed for the connection's life.
+    uid_salt: Mapped[str] = mapped_column(String(64))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Set when a loosened option needs data that was never stored: the next run is a baseline.
+    baseline_due: Mapped[bool] = mapped_column(Boolean, default=False)
+    direction: Mapped[str] = mapped_column(String(8), default="both")  # both | inbound | outbound
+    server_url: Mapped[str] = mapped_column(String(1000), default="")  # where the account lives (no secret)
+    remote_calendar: Mapped[str] = mapped_column(String(1000), default="")  # the chosen remote calendar's id
+    remote_name: Mapped[str] = mapped_column(String(200), default="")
+    credentials: Mapped[str] = mapped_column(Text, default="")  # encrypted JSON (bridge.secrets)
+    window_past_days: Mapped[int] = mapped_column(Integer, default=30)
+    window_future_days: Mapped[int] = mapped_column(Integer, default=548)
+    sync_state: Mapped[str | None] = mapped_column(Text, nullable=True)  # the adapter's opaque state
+    interval_seconds: Mapped[int] = mapped_column(Integer, default=300)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive failed runs, for back-off
+    needs_attention: Mapped[bool] = mapped_column(Boolean, default=False)  # credentials refused: no retries
+    # The lease: one worker syncs a connection at a time, until the lease expires.
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    created_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+
+
+class Mapping(Base):
+    """The status table of a connection: which item is which remote event, as of the last sync
+    (vdirsyncer's design): remote id and etag, local etag, and the content hash both sides had."""
+
+    __tablename__ = "mapping"
+    __table_args__ = (UniqueConstraint("connection_id", "remote_id"), UniqueConstraint("connection_id", "item_href"))
+    id: Mapped[PrimaryKey]
+    tenant_id: Mapped[int] = _tenant_fk()
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connection.id", ondelete="CASCADE"))
+    item_href: Mapped[str] = mapped_column(String(255))
+    remote_id: Mapped[str] = mapped_column(String(1000))
+    remote_etag: Mapped[str] = mapped_column(String(255), default="")
+    local_etag: Mapped[str] = mapped_column(String(80), default="")
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+    owner: Mapped[str] = mapped_column(String(8))  # local | remote: whose version wins a conflict
+    updated_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+
+
+class SyncRun(Base):
+    """One row of the sync log."""
+
+    __tablename__ = "sync_run"
+    __table_args__ = (Index("ix_sync_run_connection_started", "connection_id", "started_at"),)
+    id: Mapped[PrimaryKey]
+    tenant_id: Mapped[int] = _tenant_fk()
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connection.id", ondelete="CASCADE"))
+    trigger: Mapped[str] = mapped_column(String(16))  # schedule | manual | reset | push | options
+    started_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    status: Mapped[str] = mapped_column(String(8), default="running")  # running | ok | partial | failed | held
+    baseline: Mapped[bool] = mapped_column(Boolean, default=False)
+    counts: Mapped[str] = mapped_column(Text, default="{}")  # JSON: per direction and kind
+    requests: Mapped[int] = mapped_column(Integer, default=0)
+    error_class: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(String(500), nullable=True)  # never personal data
+
+
+class Booking(Base):
+    """An appointment written by the booking engine; its event is the item it points to."""
+
+    __tablename__ = "booking"
+    __table_args__ = (UniqueConstraint("tenant_id", "idempotency_key"),)
+    id: Mapped[PrimaryKey]
+    tenant_id: Mapped[int] = _tenant_fk()
+    public_id: Mapped[str] = mapped_column(String(36), unique=True)
+    calendar_id: Mapped[int] = mapped_column(ForeignKey("calendar.id", ondelete="CASCADE"), index=True)
+    item_href: Mapped[str] = mapped_column(String(255))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="confirmed")  # confirmed | cancelled
+    start: Mapped[UtcTime]
+    end: Mapped[UtcTime]
+    customer_name: Mapped[str] = mapped_column(String(200))
+    customer_email: Mapped[str] = mapped_column(String(254))
+    customer_language: Mapped[str] = mapped_column(String(8), default="de")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+    modified_at: Mapped[UtcTime] = mapped_column(default=utcnow)

@@ -73,3 +73,13 @@ def user_by_login(session: Session, login: str) -> User | None:
 
 def users_of_tenant(session: Session, tenant_id: int) -> list[User]:
     return list(session.scalars(select(User).where(User.tenant_id == tenant_id).order_by(User.login)))
+
+
+def user_in_tenant(session: Session, tenant_id: int, login: str) -> User | None:
+    return session.scalar(select(User).where(User.login == login, User.tenant_id == tenant_id))
+
+
+def delete_user(session: Session, user: User) -> None:
+    """Remove a user with their calendars, items and bookings (the foreign keys cascade)."""
+    session.delete(user)
+    session.flush()

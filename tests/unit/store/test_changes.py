@@ -21,7 +21,7 @@ def _new(uid: str, href: str | None = None, summary: str = "x") -> items.NewItem
     text = event(uid, T0, T0 + timedelta(hours=1), summary)
     item = radicale_item.Item(collection_path="u/c", text=text)
     return items.NewItem(href=href or f"{uid}.ics", uid=uid, etag=item.etag, text=text,
-                         facts=describe(text, item.time_range, "UTC"))
+                         facts=describe(text, item.time_range, "UTC").facts)
 
 
 @pytest.fixture
