@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from bridge.passwords import hash_password
 from bridge.settings import Settings, SettingsError, load_settings, replace
-from bridge.store import calendars, migrate, users
+from bridge.store import calendars, migrate, tokens, users
 from bridge.store.db import Store
 from bridge.store.errors import StoreError
 
@@ -86,6 +86,29 @@ def _parser() -> argparse.ArgumentParser:
     calendar_list = calendar.add_parser("list", help="list calendars with their CalDAV URLs")
     calendar_list.add_argument("--tenant")
     calendar_list.set_defaults(run=_calendar_list)
+
+    token = sub.add_parser("token", help="manage the booking engine's API tokens").add_subparsers(
+        metavar="ACTION", required=True)
+    token_create = token.add_parser("create", help="create a service token for /api/v1 (printed once)")
+    token_create.add_argument("--tenant", required=True)
+    token_create.add_argument("--name", required=True, help="what the token is for, e.g. booking-engine")
+    token_create.add_argument("--scope", default="engine", choices=tokens.SCOPES,
+                              help="engine: free/busy and bookings; admin: also users and calendars")
+    token_create.set_defaults(run=_token_create)
+    token_list = token.add_parser("list", help="list a tenant's tokens (never the secrets)")
+    token_list.add_argument("--tenant", required=True)
+    token_list.set_defaults(run=_token_list)
+    token_revoke = token.add_parser("revoke", help="revoke a token by its id")
+    token_revoke.add_argument("--tenant", required=True)
+    token_revoke.add_argument("id", type=int)
+    token_revoke.set_defaults(run=_token_revoke)
+
+    secrets = sub.add_parser("secrets", help="encryption keys of stored credentials").add_subparsers(
+        metavar="ACTION", required=True)
+    secrets.add_parser("new-key", help="print a new key to put in front of secret_keys").set_defaults(
+        run=_secrets_new_key)
+    secrets.add_parser("rotate", help="re-encrypt every stored secret with the first key").set_defaults(
+        run=_secrets_rotate)
     return parser
 
 
@@ -192,4 +215,54 @@ def _calendar_list(args: argparse.Namespace, settings: Settings) -> int:
         for calendar, owner in calendars.calendars_with_owner(session, tenant_id):
             name = calendars.get_props(calendar).get("D:displayname", "")
             print(f"{settings.public_base_url}/dav/{owner.login}/{calendar.slug}/\t{calendar.timezone}\t{name}")
+    return 0
+
+
+def _token_create(args: argparse.Namespace, settings: Settings) -> int:
+    store = _migrated_store(settings)
+    with store.write() as session:
+        tenant = users.tenant_by_name(session, args.tenant)
+        row, secret = tokens.create_token(session, tenant, args.name, args.scope)
+        print(f"token {row.id} ({row.scope}) for tenant {tenant.name!r}; it is shown only now:", file=sys.stderr)
+        print(secret)
+    return 0
+
+
+def _token_list(args: argparse.Namespace, settings: Settings) -> int:
+    store = _migrated_store(settings)
+    with store.read() as session:
+        tenant = users.tenant_by_name(session, args.tenant)
+        for row in tokens.tokens_of_tenant(session, tenant.id):
+            state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+            print(f"{row.id}\t{row.scope}\t{state}\t{row.name}")
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    store = _migrated_store(settings)
+    with store.write() as session:
+        tenant = users.tenant_by_name(session, args.tenant)
+        tokens.revoke_token(session, tenant.id, args.id, datetime.now(UTC))
+        print(f"token {args.id} revoked")
+    return 0
+
+
+def _secrets_new_key(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.secrets import new_key
+
+    print(new_key())
+    return 0
+
+
+def _secrets_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge.secrets import Secrets
+    from bridge.store import connections
+
+    secrets = Secrets.from_settings(settings)
+    store = _migrated_store(settings)
+    with store.write() as session:
+        count = connections.rotate_credentials(session, secrets.rotate)
+    print(f"{count} stored credentials re-encrypted with the first key")
     return 0

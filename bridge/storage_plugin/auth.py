@@ -18,7 +18,11 @@ class SqlAuth(radicale_auth.BaseAuth):
         self._store = store
         self._cache = CredentialCache(ttl=settings.auth_cache_seconds)
 
-    def _login(self, login: str, password: str) -> str:
+    def check(self, login: str, password: str) -> bool:
+        """Whether the credentials are valid; the /dav gate asks this for the requests it answers itself."""
         with self._store.read() as session:
             password_hash = session.scalar(select(User.password_hash).where(User.login == login))
-        return login if self._cache.check(login, password, password_hash) else ""
+        return self._cache.check(login, password, password_hash)
+
+    def _login(self, login: str, password: str) -> str:
+        return login if self.check(login, password) else ""

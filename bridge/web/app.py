@@ -1,4 +1,4 @@
-"""Starlette app factory: /dav (Radicale behind the gate), /.well-known/caldav, /healthz."""
+"""Starlette app factory: /dav (Radicale behind the gate), /api/v1, /.well-known/caldav, /healthz."""
 
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ from starlette.routing import Mount, Route
 
 from bridge.settings import Settings
 from bridge.store.db import Store
+from bridge.web.api import create_api
 from bridge.web.dav import DavGate
+from bridge.web.dav_put import ItemPut
+from bridge.web.dav_query import ExpandQuery
+from bridge.web.dav_report import FreeBusyReport
 from bridge.web.radicale_app import build_radicale
 
 log = logging.getLogger(__name__)
@@ -25,9 +29,12 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     """The web app; ``store`` is created from the settings unless one is passed (tests share one)."""
     store = store or Store(settings.effective_database_url, pool_size=settings.db_pool_size)
-    radicale_wsgi = build_radicale(settings, store)
-    dav = DavGate(WSGIMiddleware(radicale_wsgi, workers=max(4, settings.db_pool_size)),  # type: ignore[arg-type]
-                  max_body_bytes=settings.max_body_bytes)
+    radicale = build_radicale(settings, store)
+    dav = DavGate(WSGIMiddleware(radicale.app, workers=max(4, settings.db_pool_size)),  # type: ignore[arg-type]
+                  max_body_bytes=settings.max_body_bytes,
+                  item_put=ItemPut(store, settings, radicale.auth, radicale.rights),
+                  free_busy=FreeBusyReport(store, settings, radicale.auth, radicale.rights),
+                  expand_query=ExpandQuery(store, radicale.auth, radicale.rights))
 
     async def well_known(request: Request) -> Response:
         return RedirectResponse("/dav/", status_code=301)
@@ -50,6 +57,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         Route("/.well-known/carddav", well_known, methods=["GET", "HEAD", "PROPFIND", "OPTIONS"]),
         Route("/healthz", healthz),
         Mount("/dav", app=dav),
+        Mount("/api/v1", app=create_api(settings, store)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.store = store

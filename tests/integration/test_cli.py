@@ -142,3 +142,34 @@ def test_import_keeps_each_items_time_zone_and_refuses_objects_without_uid(
                       .replace("UID:weekly-standup@calbridge.test\n", "", 1))
     code, _, err = _run(monkeypatch, capsys, "calendar", "import", "--owner", "ina", "--slug", "c", str(export))
     assert code == 2 and "has no UID" in err
+
+
+def test_secrets_rotate_re_encrypts_stored_credentials(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from sqlalchemy import select
+
+    from bridge.secrets import Secrets, new_key
+    from bridge.settings import Settings
+    from bridge.store import calendars, connections, migrate, users
+    from bridge.store.db import Store
+    from bridge.store.models import Connection
+
+    old = new_key()
+    monkeypatch.setenv("BRIDGE_SECRET_KEYS", old)
+    store = Store(f"sqlite:///{env / 'calbridge.sqlite3'}")
+    migrate.upgrade(store)
+    with store.write() as session:
+        owner = users.create_user(session, users.create_tenant(session, "T"), login="t", email="t@example.org",
+                                  password_hash="x")
+        connection = connections.create_connection(
+            session, calendars.create_calendar(session, owner, "c", timezone="UTC"), "caldav")
+        connection.credentials = Secrets([old]).encrypt("remote password")
+    new = new_key()
+    monkeypatch.setenv("BRIDGE_SECRET_KEYS", f"{new},{old}")
+    code, out, _ = _run(monkeypatch, capsys, "secrets", "rotate")
+    assert code == 0 and out.startswith("1 stored credentials")
+    with store.read() as session:
+        stored = session.scalars(select(Connection)).one().credentials
+    assert Secrets([new]).decrypt(stored) == "remote password"
+    assert Settings(secret_keys=new).secret_keys == new
+    store.dispose()

@@ -1,0 +1,97 @@
+"""Busy periods and free slots of internal calendars, from the store.
+
+One implementation for the JSON API and CalDAV free-busy-query. It reads only the items
+whose span overlaps the window (span index), takes the instances of recurring events from
+the occurrence table where they are materialised that far, and expands on the fly only the
+series whose stored instances end before the window does. Times of single events and of
+stored instances were computed at write time by ``bridge.expand`` in the calendar's zone,
+so every path gives the same answer.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+import icalendar
+from sqlalchemy.orm import Session
+
+from bridge import expand, periods
+from bridge.store import items
+from bridge.store.models import Calendar
+
+BUSY_TYPES = ("BUSY", "BUSY-UNAVAILABLE", "BUSY-TENTATIVE")
+
+
+class BusyPeriod(NamedTuple):
+    """One busy instance, clipped to the window, with why it is busy (no content).
+    A tuple: free/busy builds thousands per request, and they sort by start."""
+
+    start: datetime
+    end: datetime
+    busy: str  # RFC 5545 FBTYPE
+    calendar_id: int
+    item_id: int
+    origin: str  # booking | client | connection:<id>
+
+
+def busy_periods(session: Session, calendars: Sequence[Calendar], start: datetime,
+                 end: datetime) -> dict[int, list[BusyPeriod]]:
+    """Busy instances of each calendar over [start, end), sorted by start."""
+    if end <= start:
+        raise ValueError("the window must end after it starts")
+    by_id = {calendar.id: calendar for calendar in calendars}
+    found: dict[int, list[BusyPeriod]] = {calendar_id: [] for calendar_id in by_id}
+    candidates = items.busy_candidates(session, list(by_id), start, end)
+    stored: dict[int, items.BusyCandidate] = {}
+    on_the_fly: dict[int, items.BusyCandidate] = {}
+    for row in candidates:
+        if not row.recurring:
+            if row.busy and row.dtstart is not None and row.dtend is not None \
+                    and row.dtstart < end and row.dtend > start and row.dtend > row.dtstart:
+                found[row.calendar_id].append(_clipped(row, row.dtstart, row.dtend, row.busy, start, end))
+        elif row.occurrences_until is not None and row.occurrences_until >= end:
+            stored[row.item_id] = row
+        else:
+            on_the_fly[row.item_id] = row
+    for item_id, first, last, busy in items.busy_occurrences(session, list(stored), start, end):
+        row = stored[item_id]
+        if last > first:
+            found[row.calendar_id].append(_clipped(row, first, last, busy, start, end))
+    for item_id, text in items.texts(session, list(on_the_fly)).items():
+        row = on_the_fly[item_id]
+        zone = zoneinfo.ZoneInfo(by_id[row.calendar_id].timezone)
+        try:
+            instances = expand.instances(icalendar.Calendar.from_ical(text), zone, start, end)
+        except expand.TooManyInstances:
+            # A series too dense to list (a minutely rule over a long window): a booking engine
+            # must not see free time there, so the whole window counts as busy.
+            found[row.calendar_id].append(_clipped(row, start, end, row.busy or "BUSY", start, end))
+            continue
+        except (expand.ExpansionError, ValueError):
+            continue  # stored text that no longer expands; it was valid when written
+        for instance in instances:
+            if instance.busy is not None and instance.end > instance.start:
+                found[row.calendar_id].append(
+                    _clipped(row, instance.start, instance.end, str(instance.busy), start, end))
+    for periods_of_calendar in found.values():
+        periods_of_calendar.sort()
+    return found
+
+
+def _clipped(row: items.BusyCandidate, first: datetime, last: datetime, busy: str, start: datetime,
+             end: datetime) -> BusyPeriod:
+    return BusyPeriod(max(first, start), min(last, end), busy, row.calendar_id, row.item_id, row.origin)
+
+
+def merged(busy: dict[int, list[BusyPeriod]]) -> list[tuple[datetime, datetime]]:
+    """The union of every calendar's busy time."""
+    return periods.merge([(p.start, p.end) for ps in busy.values() for p in ps])
+
+
+def free_slots(busy: dict[int, list[BusyPeriod]], windows: Sequence[tuple[datetime, datetime]],
+               duration: timedelta, step: timedelta) -> list[datetime]:
+    """Starts of slots of ``duration`` inside ``windows`` when every calendar is free."""
+    return periods.free_slots(merged(busy), windows, duration, step, None)

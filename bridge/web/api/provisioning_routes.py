@@ -1,0 +1,151 @@
+"""Users and calendars over the API, as with the CLI. Listing calendars needs any token of
+the tenant; creating and removing users and calendars needs one with the admin scope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bridge.passwords import hash_password
+from bridge.store import calendars, users
+from bridge.store.models import Tenant
+from bridge.web.api.auth import caller, require_admin
+from bridge.web.api.context import Api, user_json
+from bridge.web.api.inputs import field, invalid, json_body
+from bridge.web.api.problems import not_found
+
+
+def routes(api: Api) -> list[Route]:
+    async def list_calendars(request: Request) -> Response:
+        who = await caller(request, api.store)
+        return JSONResponse(await run_in_threadpool(_list_calendars, api, who.tenant_id))
+
+    async def read_calendar(request: Request) -> Response:
+        who = await caller(request, api.store)
+        return JSONResponse(await run_in_threadpool(_read_calendar, api, who.tenant_id,
+                                                    request.path_params["calendar_id"]))
+
+    async def create_calendar(request: Request) -> Response:
+        who = await caller(request, api.store)
+        require_admin(who)
+        data = await json_body(request, api.body_limit)
+        owner, slug = field(data, "owner", str), field(data, "slug", str)
+        zone = field(data, "timezone", str, required=False, default=api.settings.default_timezone)
+        name = field(data, "name", str, required=False, default="")
+        body = await run_in_threadpool(_create_calendar, api, who.tenant_id, owner, slug, zone, name)
+        return JSONResponse(body, status_code=201, headers={"Location": f"/api/v1/calendars/{body['id']}"})
+
+    async def delete_calendar(request: Request) -> Response:
+        who = await caller(request, api.store)
+        require_admin(who)
+        await run_in_threadpool(_delete_calendar, api, who.tenant_id, request.path_params["calendar_id"])
+        return Response(status_code=204)
+
+    async def list_users(request: Request) -> Response:
+        who = await caller(request, api.store)
+        require_admin(who)
+        return JSONResponse(await run_in_threadpool(_list_users, api, who.tenant_id))
+
+    async def create_user(request: Request) -> Response:
+        who = await caller(request, api.store)
+        require_admin(who)
+        data = await json_body(request, api.body_limit)
+        password = field(data, "password", str)
+        try:
+            password_hash = await run_in_threadpool(hash_password, password)
+        except ValueError as exc:
+            raise invalid(str(exc), field="password") from exc
+        body = await run_in_threadpool(
+            _create_user, api, who.tenant_id, field(data, "login", str), field(data, "email", str),
+            field(data, "role", str, required=False, default="member"),
+            field(data, "language", str, required=False, default="de"), password_hash)
+        return JSONResponse(body, status_code=201, headers={"Location": f"/api/v1/users/{body['login']}"})
+
+    async def read_user(request: Request) -> Response:
+        who = await caller(request, api.store)
+        require_admin(who)
+        return JSONResponse(await run_in_threadpool(_read_user, api, who.tenant_id, request.path_params["login"]))
+
+    async def delete_user(request: Request) -> Response:
+        who = await caller(request, api.store)
+        require_admin(who)
+        await run_in_threadpool(_delete_user, api, who.tenant_id, request.path_params["login"])
+        return Response(status_code=204)
+
+    return [
+        Route("/calendars", list_calendars, methods=["GET"]),
+        Route("/calendars", create_calendar, methods=["POST"]),
+        Route("/calendars/{calendar_id:int}", read_calendar, methods=["GET"]),
+        Route("/calendars/{calendar_id:int}", delete_calendar, methods=["DELETE"]),
+        Route("/users", list_users, methods=["GET"]),
+        Route("/users", create_user, methods=["POST"]),
+        Route("/users/{login}", read_user, methods=["GET"]),
+        Route("/users/{login}", delete_user, methods=["DELETE"]),
+    ]
+
+
+def _list_calendars(api: Api, tenant_id: int) -> dict[str, Any]:
+    with api.store.read() as session:
+        return {"calendars": [api.calendar_json(c, o) for c, o in calendars.calendars_with_owner(session, tenant_id)]}
+
+
+def _read_calendar(api: Api, tenant_id: int, calendar_id: int) -> dict[str, Any]:
+    with api.store.read() as session:
+        return api.calendar_json(*api.calendar(session, tenant_id, calendar_id))
+
+
+def _create_calendar(api: Api, tenant_id: int, owner_login: str, slug: str, zone: str, name: str) -> dict[str, Any]:
+    with api.store.write() as session:
+        owner = users.user_in_tenant(session, tenant_id, owner_login)
+        if owner is None:
+            raise not_found("user")
+        try:
+            calendar = calendars.create_calendar(session, owner, slug, timezone=zone,
+                                                 props={"D:displayname": name} if name else None)
+        except ValueError as exc:
+            raise invalid(str(exc)) from exc
+        return api.calendar_json(calendar, owner)
+
+
+def _delete_calendar(api: Api, tenant_id: int, calendar_id: int) -> None:
+    with api.store.write() as session:
+        calendar, _ = api.calendar(session, tenant_id, calendar_id)
+        calendars.delete_calendar(session, calendar)
+
+
+def _list_users(api: Api, tenant_id: int) -> dict[str, Any]:
+    with api.store.read() as session:
+        return {"users": [user_json(u) for u in users.users_of_tenant(session, tenant_id)]}
+
+
+def _create_user(api: Api, tenant_id: int, login: str, email: str, role: str, language: str,
+                 password_hash: str) -> dict[str, Any]:
+    with api.store.write() as session:
+        tenant = session.get(Tenant, tenant_id)
+        assert tenant is not None
+        try:
+            user = users.create_user(session, tenant, login=login, email=email, password_hash=password_hash,
+                                     role=role, language=language)
+        except ValueError as exc:
+            raise invalid(str(exc)) from exc
+        return user_json(user)
+
+
+def _read_user(api: Api, tenant_id: int, login: str) -> dict[str, Any]:
+    with api.store.read() as session:
+        user = users.user_in_tenant(session, tenant_id, login)
+        if user is None:
+            raise not_found("user")
+        return user_json(user)
+
+
+def _delete_user(api: Api, tenant_id: int, login: str) -> None:
+    with api.store.write() as session:
+        user = users.user_in_tenant(session, tenant_id, login)
+        if user is None:
+            raise not_found("user")
+        users.delete_user(session, user)
