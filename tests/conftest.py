@@ -18,7 +18,7 @@ import uvicorn
 
 from bridge.passwords import hash_password
 from bridge.settings import Settings
-from bridge.store import calendars, migrate, users
+from bridge.store import calendars, migrate, tokens, users
 from bridge.store.db import Store
 from bridge.web.app import create_app
 
@@ -105,6 +105,22 @@ class Bridge:
             assert user is not None
             calendars.create_calendar(session, user, slug, timezone=timezone)
         return f"{self.url}/dav/{owner}/{slug}/"
+
+    def calendar_id(self, owner: str, slug: str) -> int:
+        with self.store.read() as session:
+            user = users.user_by_login(session, owner)
+            assert user is not None
+            calendar = calendars.calendar_of(session, user.id, slug)
+            assert calendar is not None
+            return calendar.id
+
+    def add_token(self, tenant: str, scope: str = "engine") -> str:
+        with self.store.write() as session:
+            _, secret = tokens.create_token(session, users.tenant_by_name(session, tenant), "tests", scope)
+        return secret
+
+    def api(self, token: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
 _HASHES: dict[str, str] = {}

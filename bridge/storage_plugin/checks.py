@@ -10,7 +10,7 @@ from typing import Any
 
 from radicale import item as radicale_item
 
-MAX_RRULE_OCCURRENCES = 10_000  # Radicale's default limit
+from bridge.store.objects import MAX_RRULE_OCCURRENCES
 
 
 class InvalidICalendar(ValueError):

@@ -13,7 +13,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import icalendar
@@ -33,7 +33,6 @@ from bridge.store.errors import StoreError
 from bridge.store.models import Calendar, User
 
 T = TypeVar("T")
-PRUNE_EVERY = 256
 
 
 class SqlStorage(radicale_storage.BaseStorage):
@@ -86,10 +85,7 @@ class SqlStorage(radicale_storage.BaseStorage):
                 self._local.memo = {}
 
     def prune_now_and_then(self, session: Session, calendar: Calendar) -> None:
-        """Every few hundred changes, forget those older than the sync-token lifetime."""
-        if calendar.change_counter % PRUNE_EVERY == 0:
-            max_age = timedelta(days=self._settings.sync_token_max_age_days)
-            changes.prune(session, calendar, older_than=datetime.now(UTC) - max_age)
+        changes.prune_now_and_then(session, calendar, self._settings.sync_token_max_age_days, datetime.now(UTC))
 
     @staticmethod
     def _lock_calendars(session: Session, *paths: str | None) -> None:

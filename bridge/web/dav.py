@@ -1,6 +1,8 @@
 """The pure-ASGI gate in front of Radicale at /dav.
 
-It enforces the body size limit (413), refuses XML with a DTD or entities
+It answers a plain PUT of a calendar object (``bridge.web.dav_put``), a free-busy-query
+(``bridge.web.dav_report``) and a calendar-query with expand (``bridge.web.dav_query``) itself. It enforces
+the body size limit (413), refuses XML with a DTD or entities
 without expanding them, and when Radicale refuses an iCalendar PUT with a bare
 400, replaces that answer with the reason from Radicale's own checks (only a
 refused request pays for the second parse). Everything else passes unchanged,
@@ -17,9 +19,13 @@ from typing import Any
 
 import defusedxml
 import defusedxml.ElementTree
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.storage_plugin.checks import InvalidICalendar, checked_components
+from bridge.web.dav_put import Answer, ItemPut
+from bridge.web.dav_query import ExpandQuery
+from bridge.web.dav_report import FreeBusyReport
 
 XML_METHODS = frozenset({"PROPFIND", "PROPPATCH", "REPORT", "MKCALENDAR", "MKCOL", "ACL"})
 
@@ -29,9 +35,13 @@ class BodyTooLarge(Exception):
 
 
 class DavGate:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, item_put: ItemPut | None = None,
+                 free_busy: FreeBusyReport | None = None, expand_query: ExpandQuery | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.item_put = item_put
+        self.free_busy = free_busy
+        self.expand_query = expand_query
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -53,7 +63,24 @@ class DavGate:
                 await _plain(send, 400, reason)
                 return
         send = _with_canonical_header_names(send)
+        root = scope.get("root_path", "")
+        path = scope["path"][len(root):] if scope["path"].startswith(root) else scope["path"]
+        if scope["method"] == "REPORT" and self.free_busy is not None and b"free-busy-query" in body:
+            answer = await run_in_threadpool(self.free_busy.answer, path, headers, body)
+            if answer is not None:
+                await _send_answer(send, answer)
+                return
+        if scope["method"] == "REPORT" and self.expand_query is not None and b"expand" in body:
+            answer = await run_in_threadpool(self.expand_query.answer, path, headers, body, root)
+            if answer is not None:
+                await _send_answer(send, answer)
+                return
         if _is_icalendar_put(scope["method"], headers, scope["path"]):
+            if self.item_put is not None:
+                answer = await run_in_threadpool(self.item_put.answer, path, headers, body, root)
+                if answer is not None:
+                    await _send_answer(send, answer)
+                    return
             send = _explaining_bad_icalendar(send, body)
         await self.app(scope, _replay(body), send)
 
@@ -149,6 +176,12 @@ def _icalendar_refusal(body: bytes) -> str | None:
     except InvalidICalendar as exc:
         return f"invalid iCalendar data: {exc}"
     return None
+
+
+async def _send_answer(send: Send, answer: Answer) -> None:
+    headers = [*answer.headers, (b"Content-Length", str(len(answer.body)).encode())]
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})
 
 
 async def _plain(send: Send, status: int, text: str) -> None:

@@ -1,9 +1,14 @@
-"""Build the Radicale WSGI application wired to calbridge's storage, auth and rights plugins."""
+"""Build the Radicale WSGI application wired to calbridge's storage, auth and rights plugins.
+
+The auth and rights plugins are built here, once, and handed to Radicale as ready objects, so
+that the /dav gate decides who may write exactly as Radicale does (same credential cache).
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 
 import radicale
 from radicale import config as radicale_config
@@ -15,7 +20,14 @@ from bridge.storage_plugin.storage import SqlStorage
 from bridge.store.db import Store
 
 
-def build_radicale(settings: Settings, store: Store) -> radicale.Application:
+@dataclass(frozen=True)
+class RadicaleParts:
+    app: radicale.Application
+    auth: SqlAuth
+    rights: SqlRights
+
+
+def build_radicale(settings: Settings, store: Store) -> RadicaleParts:
     """Radicale with our plugins passed as callables (so they share one Store; no globals)."""
     configuration = radicale_config.load()
     configuration.update(
@@ -25,12 +37,12 @@ def build_radicale(settings: Settings, store: Store) -> radicale.Application:
                 "max_resource_size": str(int(settings.max_body_bytes * 0.8)),
             },
             "auth": {
-                "type": functools.partial(SqlAuth, store, settings),
+                "type": lambda configuration: auth,
                 "realm": "calbridge",
                 # Radicale sleeps this long (randomised) before a 401 or 403, against guessing.
                 "delay": str(settings.auth_failure_delay_seconds),
             },
-            "rights": {"type": functools.partial(SqlRights, store)},
+            "rights": {"type": lambda configuration: rights},
             "storage": {"type": functools.partial(SqlStorage, store, settings)},
             "web": {"type": "none"},
             "hook": {"type": "none"},
@@ -39,6 +51,8 @@ def build_radicale(settings: Settings, store: Store) -> radicale.Application:
         "calbridge",
         privileged=True,
     )
+    auth = SqlAuth(store, settings, configuration)
+    rights = SqlRights(store, configuration)
     # Radicale's info and warning lines name users, paths and client addresses: keep them out.
     logging.getLogger("radicale").setLevel(logging.ERROR)
-    return radicale.Application(configuration)
+    return RadicaleParts(radicale.Application(configuration), auth, rights)
