@@ -1,0 +1,1 @@
+"""Provider adapters; the registry below is the only place that names providers."""

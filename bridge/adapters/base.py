@@ -1,0 +1,139 @@
+"""What every provider adapter offers the sync engine, and the errors it may raise.
+
+An adapter speaks one provider's protocol and converts to and from icalendar; it knows no
+other provider, no database and no rules. The engine (bridge/sync) decides what to do with
+what an adapter fetched and calls it to write; provider names appear only in the registry
+(bridge/adapters/__init__.py).
+
+Errors are translated at one boundary per adapter (its ``_map_errors``) into this tree,
+so the engine decides retry, back-off, attention or resync without knowing the provider.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar, Protocol
+
+import icalendar
+
+# -- errors -------------------------------------------------------------------------------
+
+class AdapterError(Exception):
+    """Base of every failure an adapter reports; ``str()`` never holds event content."""
+
+
+class AuthExpired(AdapterError):
+    """Credentials were refused or revoked: the connection needs its owner's attention."""
+
+
+class RateLimited(AdapterError):
+    """The provider asked to slow down; try again after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class TokenInvalid(AdapterError):
+    """The saved sync state is unknown or expired (HTTP 410, DAV:valid-sync-token): fetch in full."""
+
+
+class PreconditionFailed(AdapterError):
+    """The remote event changed since its etag was read: fetch it again before writing."""
+
+
+class RemoteNotFound(AdapterError):
+    """The remote calendar or event does not exist (any more)."""
+
+
+class Transient(AdapterError):
+    """A failure that may pass (timeouts, 5xx, connection resets): retry with back-off."""
+
+
+class Permanent(AdapterError):
+    """A failure retrying will not fix (a refused request, a calendar that cannot be written)."""
+
+
+# -- values -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RemoteCalendar:
+    """A calendar of the account, for the user to pick one."""
+
+    id: str  # the provider's identifier (CalDAV: the collection's URL)
+    name: str
+    timezone: str | None = None
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class RemoteEvent:
+    """One event on the remote side: its id, its version, and its content as one object
+    resource (the VEVENTs of one UID with their VTIMEZONEs)."""
+
+    remote_id: str
+    etag: str
+    calendar: icalendar.Calendar = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """What changed on the remote side since ``state``.
+
+    A full fetch (``complete``) lists every event in the window: the engine treats mapped
+    events missing from it as deleted. An incremental one lists changes and deletions only.
+    ``state`` is what to pass to the next fetch; the engine saves it after applying the delta.
+    """
+
+    changed: list[RemoteEvent]
+    deleted: list[str]
+    state: str | None
+    complete: bool
+
+
+@dataclass(frozen=True)
+class Window:
+    """The part of the timeline a connection syncs (DESIGN.md: sync window)."""
+
+    start: datetime
+    end: datetime
+
+
+# -- the protocol -------------------------------------------------------------------------
+
+class Adapter(Protocol):
+    """The operations of one connected external calendar."""
+
+    provider: ClassVar[str]
+    read_only: ClassVar[bool]
+
+    @property
+    def requests_made(self) -> int:
+        """Upstream requests since the adapter was built (the sync log records them)."""
+        ...
+
+    def list_calendars(self) -> list[RemoteCalendar]:
+        """The account's calendars."""
+        ...
+
+    def fetch(self, state: str | None, window: Window) -> Delta:
+        """Changes since ``state``; everything in ``window`` when ``state`` is None.
+        Raises TokenInvalid when the provider no longer knows ``state``."""
+        ...
+
+    def create(self, event: icalendar.Calendar, key: str) -> RemoteEvent:
+        """Create the event; ``key`` is stable for the item, so a retry after a crash finds
+        the first attempt's result instead of creating a duplicate."""
+        ...
+
+    def update(self, remote_id: str, etag: str, event: icalendar.Calendar) -> RemoteEvent:
+        """Replace the event if it still has ``etag``; PreconditionFailed otherwise."""
+        ...
+
+    def delete(self, remote_id: str, etag: str | None) -> None:
+        """Delete the event (if it still has ``etag``, when given); gone already is fine."""
+        ...
+
+    def close(self) -> None:
+        ...
