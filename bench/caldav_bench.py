@@ -341,19 +341,26 @@ def report_sync(client: httpx.Client, cal_path: str, token: str, timeout=None) -
                           headers={"Content-Type": "application/xml; charset=utf-8"})
 
 
-def start_radicale(workdir: Path, ds: Dataset, python: str) -> Target:
-    root = workdir / "radicale"
-    coll = root / "collections" / "collection-root" / USER / SLUG
+def write_radicale_collection(coll: Path, ds: Dataset, displayname: str = "Work") -> None:
+    """Write ``ds`` as a Radicale calendar collection at ``coll`` (which must not exist yet).
+
+    Layout as multifilesystem writes it: one file per item named by its href, collection
+    properties in .Radicale.props. The item cache (.Radicale.cache/item) and the history used for
+    sync tokens are built by the server on the first request."""
     coll.mkdir(parents=True)
-    t0 = time.perf_counter()
-    # Layout as multifilesystem writes it: one file per item named by its href, collection
-    # properties in .Radicale.props. The item cache (.Radicale.cache/item) and the history used for
-    # sync tokens are built by the server on the first request.
-    (coll / ".Radicale.props").write_text(json.dumps({"tag": "VCALENDAR", "D:displayname": "Work"},
+    (coll / ".Radicale.props").write_text(json.dumps({"tag": "VCALENDAR", "D:displayname": displayname},
                                                      sort_keys=True), encoding="utf-8")
     for ev, text in zip(ds.events, ds.texts, strict=True):
         with open(coll / ev.href, "wb") as f:
             f.write(text.encode("utf-8"))
+
+
+def start_radicale(workdir: Path, ds: Dataset, python: str) -> Target:
+    """Write ``ds`` into /bench/work/ and start Radicale on it. Other collections written under
+    ``workdir / "radicale" / "collections" / "collection-root" / USER`` before the call are served too."""
+    root = workdir / "radicale"
+    t0 = time.perf_counter()
+    write_radicale_collection(root / "collections" / "collection-root" / USER / SLUG, ds)
     write_s = time.perf_counter() - t0
     (root / "users").write_text(f"{USER}:{PASSWORD}\n", encoding="utf-8")
     port = free_port()
