@@ -18,6 +18,7 @@ from bridge.settings import Settings
 from bridge.store.db import Store
 from bridge.web.api import create_api
 from bridge.web.dav import DavGate
+from bridge.web.dav_guard import MirroredGuard
 from bridge.web.dav_put import ItemPut
 from bridge.web.dav_query import ExpandQuery
 from bridge.web.dav_report import FreeBusyReport
@@ -34,7 +35,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
                   max_body_bytes=settings.max_body_bytes,
                   item_put=ItemPut(store, settings, radicale.auth, radicale.rights),
                   free_busy=FreeBusyReport(store, settings, radicale.auth, radicale.rights),
-                  expand_query=ExpandQuery(store, radicale.auth, radicale.rights))
+                  expand_query=ExpandQuery(store, radicale.auth, radicale.rights),
+                  guard=MirroredGuard(store, radicale.auth, radicale.rights))
 
     async def well_known(request: Request) -> Response:
         return RedirectResponse("/dav/", status_code=301)

@@ -23,7 +23,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.storage_plugin.checks import InvalidICalendar, checked_components
-from bridge.web.dav_put import Answer, ItemPut
+from bridge.web.dav_answer import Answer
+from bridge.web.dav_guard import MirroredGuard
+from bridge.web.dav_put import ItemPut
 from bridge.web.dav_query import ExpandQuery
 from bridge.web.dav_report import FreeBusyReport
 
@@ -36,8 +38,10 @@ class BodyTooLarge(Exception):
 
 class DavGate:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, item_put: ItemPut | None = None,
-                 free_busy: FreeBusyReport | None = None, expand_query: ExpandQuery | None = None) -> None:
+                 free_busy: FreeBusyReport | None = None, expand_query: ExpandQuery | None = None,
+                 guard: MirroredGuard | None = None) -> None:
         self.app = app
+        self.guard = guard
         self.max_body_bytes = max_body_bytes
         self.item_put = item_put
         self.free_busy = free_busy
@@ -72,6 +76,11 @@ class DavGate:
                 return
         if scope["method"] == "REPORT" and self.expand_query is not None and b"expand" in body:
             answer = await run_in_threadpool(self.expand_query.answer, path, headers, body, root)
+            if answer is not None:
+                await _send_answer(send, answer)
+                return
+        if scope["method"] in ("DELETE", "MOVE") and self.guard is not None:
+            answer = await run_in_threadpool(self.guard.answer, scope["method"], path, headers, root)
             if answer is not None:
                 await _send_answer(send, answer)
                 return

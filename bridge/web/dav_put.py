@@ -14,7 +14,6 @@ series, DTEND with DURATION:PT0S) and anything that does not parse.
 from __future__ import annotations
 
 import zoneinfo
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
@@ -29,20 +28,12 @@ from bridge.store.index import facts_of
 from bridge.store.models import Calendar, Item
 from bridge.store.objects import CalendarObject, parse_object
 from bridge.web.dav_access import authenticated, may, segments
+from bridge.web.dav_answer import Answer, xml_answer
+from bridge.web.dav_guard import mirrored_refusal
 
 _NO_UID_CONFLICT = (b'<?xml version="1.0" encoding="utf-8"?>\n'
                     b'<D:error xmlns:C="urn:ietf:params:xml:ns:caldav" xmlns:D="DAV:"><C:no-uid-conflict />'
                     b'</D:error>')
-_MIRRORED = (b'<?xml version="1.0" encoding="utf-8"?>\n'
-             b'<D:error xmlns:D="DAV:"><D:need-privileges><D:resource><D:href>%s</D:href>'
-             b'<D:privilege><D:write-content /></D:privilege></D:resource></D:need-privileges></D:error>')
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes = b""
 
 
 class ItemPut:
@@ -81,12 +72,11 @@ class ItemPut:
             if refused is not None:
                 return refused
             if current is not None and current.origin.startswith("connection:"):
-                location = f"{href_prefix}/{owner_login}/{slug}/{href}".encode()
-                return _xml(403, _MIRRORED % location)
+                return mirrored_refusal(f"{href_prefix}/{owner_login}/{slug}/{href}")
             holder = current.href if current is not None and current.uid == parsed.uid \
                 else items.href_of_uid(session, calendar.id, parsed.uid)
             if holder is not None and holder != href or current is not None and current.uid != parsed.uid:
-                return _xml(409, _NO_UID_CONFLICT)
+                return xml_answer(409, _NO_UID_CONFLICT)
             try:
                 return self._store_object(session, calendar, href, parsed, current)
             except expand.ExpansionError:
@@ -112,7 +102,3 @@ def _precondition_refusal(headers: dict[str, str], current_etag: str | None) -> 
     if headers.get("if-none-match", "") == "*" and current_etag is not None:
         return Answer(412, [(b"Content-Type", b"text/plain; charset=utf-8")], b"Precondition failed.")
     return None
-
-
-def _xml(status: int, body: bytes) -> Answer:
-    return Answer(status, [(b"Content-Type", b"text/xml; charset=utf-8")], body)

@@ -26,7 +26,7 @@ from bridge.storage_plugin.rights import SqlRights
 from bridge.store import calendars, items, users
 from bridge.store.db import Store
 from bridge.web.dav_access import authenticated, may, segments
-from bridge.web.dav_put import Answer
+from bridge.web.dav_answer import Answer
 
 _STAMP = "%Y%m%dT%H%M%SZ"
 _C = "{urn:ietf:params:xml:ns:caldav}"

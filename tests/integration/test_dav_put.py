@@ -90,6 +90,15 @@ def test_a_mirrored_item_is_read_only_for_clients(bridge: Bridge) -> None:
         refused = dav.put(CAL + "m.ics", content=_object("m", ZONED.replace("Cut", "Mine")))
         assert refused.status_code == 403 and "need-privileges" in refused.text
         assert "SUMMARY:Cut" in dav.get(CAL + "m.ics").text
+        deleted = dav.delete(CAL + "m.ics")
+        assert deleted.status_code == 403 and "<D:unbind />" in deleted.text
+        moved = dav.request("MOVE", CAL + "m.ics", headers={"Destination": CAL + "elsewhere.ics"})
+        assert moved.status_code == 403
+        assert dav.put(CAL + "c.ics", content=_object("c", ZONED)).status_code == 201
+        overwrite = dav.request("MOVE", CAL + "c.ics", headers={"Destination": CAL + "m.ics", "Overwrite": "T"})
+        assert overwrite.status_code == 403 and "m.ics" in overwrite.text
+        assert "SUMMARY:Cut" in dav.get(CAL + "m.ics").text
+        assert dav.delete(CAL + "c.ics").status_code in (200, 204)
 
 
 def test_unauthenticated_and_foreign_puts_still_get_radicales_answers(bridge: Bridge) -> None:
