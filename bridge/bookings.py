@@ -97,12 +97,15 @@ def create(session: Session, calendar: Calendar, request: BookingRequest, idempo
 
 
 def reschedule(session: Session, calendar: Calendar, booking: Booking, start: datetime, end: datetime,
-               now: datetime) -> Booking:
+               now: datetime, *, require_free: bool = True) -> Booking:
+    """Move the booking. ``require_free=False`` is for a move the provider made in their own
+    calendar: it happened, overlapping or not, and the booking must follow it."""
     if booking.status != "confirmed":
         raise ValueError("a cancelled booking cannot be moved")
     BookingRequest(start, end, booking.customer_name, booking.customer_email, booking.customer_language,
                    booking.notes).validate()
-    _require_free(session, calendar, start, end, ignore_href=booking.item_href)
+    if require_free:
+        _require_free(session, calendar, start, end, ignore_href=booking.item_href)
     booking.start, booking.end = start, end
     booking.sequence += 1
     booking.modified_at = now

@@ -1,1 +1,83 @@
-"""Provider adapters; the registry below is the only place that names providers."""
+"""Provider adapters; the registry below is the only place that names providers.
+
+:func:`open_adapter` builds the adapter of one connection from what the store keeps (server
+URL, chosen remote calendar) and its decrypted credentials, with an HTTP client of its own
+that is closed when the block ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import httpx
+
+from bridge.adapters.base import Adapter, Permanent
+from bridge.adapters.caldav import ICLOUD_URL, QUIRKS, CalDavAdapter, ICloudAdapter
+from bridge.adapters.ics import IcsFeedAdapter
+
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+
+@dataclass(frozen=True)
+class Account:
+    """Where one connection's external calendar lives, and how to sign in (decrypted, never logged)."""
+
+    provider: str
+    server_url: str
+    remote_calendar: str
+    credentials: Mapping[str, str] = field(repr=False, default_factory=dict)
+
+
+def _basic(account: Account) -> httpx.Auth | None:
+    username, password = account.credentials.get("username"), account.credentials.get("password")
+    if not username:
+        return None
+    return httpx.BasicAuth(username, password or "")
+
+
+def _caldav(account: Account, client: httpx.Client) -> Adapter:
+    if not account.server_url:
+        raise Permanent("the connection has no server URL")
+    return CalDavAdapter(client, account.server_url, calendar_url=account.remote_calendar or None,
+                         auth=_basic(account))
+
+
+def _icloud(account: Account, client: httpx.Client) -> Adapter:
+    return ICloudAdapter(client, account.server_url or ICLOUD_URL, calendar_url=account.remote_calendar or None,
+                         auth=_basic(account))
+
+
+def _ics(account: Account, client: httpx.Client) -> Adapter:
+    url = account.remote_calendar or account.server_url
+    if not url:
+        raise Permanent("the connection has no feed URL")
+    return IcsFeedAdapter(client, url, auth=_basic(account))
+
+
+BUILDERS: dict[str, Callable[[Account, httpx.Client], Adapter]] = {
+    "caldav": _caldav,
+    "icloud": _icloud,
+    "ics": _ics,
+}
+"""The providers this build can sync; the others (google, microsoft, exchange) come with their issues."""
+
+SYNC_TIMEZONES: dict[str, str | None] = {name: quirks.sync_timezone for name, quirks in QUIRKS.items()}
+"""The sync time zone a new connection of each provider starts with (iCloud: UTC)."""
+
+READ_ONLY = frozenset({"ics"})
+
+
+@contextmanager
+def open_adapter(account: Account) -> Iterator[Adapter]:
+    """The adapter of ``account`` with its own HTTP client, closed afterwards."""
+    builder = BUILDERS.get(account.provider)
+    if builder is None:
+        raise Permanent(f"provider {account.provider!r} is not supported by this version")
+    with httpx.Client(timeout=TIMEOUT, headers={"User-Agent": "calbridge"}) as client:
+        adapter = builder(account, client)
+        try:
+            yield adapter
+        finally:
+            adapter.close()

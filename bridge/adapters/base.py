@@ -70,11 +70,17 @@ class RemoteCalendar:
 @dataclass(frozen=True)
 class RemoteEvent:
     """One event on the remote side: its id, its version, and its content as one object
-    resource (the VEVENTs of one UID with their VTIMEZONEs)."""
+    resource (the VEVENTs of one UID with their VTIMEZONEs).
+
+    ``key`` is the idempotency key the event was created with (``Adapter.create``), where the
+    provider keeps one (CalDAV: the resource name; Google: the client-chosen id); None where it
+    keeps none. The engine recognises its own pushes by it after a crash.
+    """
 
     remote_id: str
     etag: str
     calendar: icalendar.Calendar = field(compare=False, repr=False)
+    key: str | None = None
 
 
 @dataclass(frozen=True)

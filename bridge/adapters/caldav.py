@@ -571,13 +571,14 @@ class CalDavAdapter:
             if _uids(existing.calendar) != _uids(event):
                 raise Permanent("create an event: the name is taken by another event")
             return existing
-        return RemoteEvent(remote_id=href, etag=self._etag_of(response, url), calendar=event)
+        return RemoteEvent(remote_id=href, etag=self._etag_of(response, url), calendar=event, key=_key_of(href))
 
     def update(self, remote_id: str, etag: str, event: icalendar.Calendar) -> RemoteEvent:
         url = urljoin(self._calendar, remote_id)
         response = self._send("PUT", url, "update an event", content=event.to_ical(),
                               headers={"Content-Type": _ICS, "If-Match": etag})
-        return RemoteEvent(remote_id=remote_id, etag=self._etag_of(response, url), calendar=event)
+        return RemoteEvent(remote_id=remote_id, etag=self._etag_of(response, url), calendar=event,
+                           key=_key_of(remote_id))
 
     def delete(self, remote_id: str, etag: str | None) -> None:
         headers = {"If-Match": etag} if etag else {}
@@ -591,7 +592,7 @@ class CalDavAdapter:
         except ValueError:
             raise Permanent("read an event: not valid iCalendar") from None
         url = urljoin(self._calendar, href)
-        return RemoteEvent(remote_id=href, etag=self._etag_of(response, url), calendar=calendar)
+        return RemoteEvent(remote_id=href, etag=self._etag_of(response, url), calendar=calendar, key=_key_of(href))
 
     def _etag_of(self, response: httpx.Response, url: str) -> str:
         """The ETag header, else (servers that rewrite what was PUT) a PROPFIND getetag."""
@@ -659,7 +660,14 @@ def _calendar_data(response: _Response) -> icalendar.Calendar | None:
 
 
 def _event(response: _Response, calendar: icalendar.Calendar) -> RemoteEvent:
-    return RemoteEvent(remote_id=response.href, etag=_text(response, _GETETAG) or "", calendar=calendar)
+    return RemoteEvent(remote_id=response.href, etag=_text(response, _GETETAG) or "", calendar=calendar,
+                       key=_key_of(response.href))
+
+
+def _key_of(href: str) -> str:
+    """The resource name without ``.ics``: the key of an event :meth:`CalDavAdapter.create` made."""
+    name = href.rstrip("/").rsplit("/", 1)[-1]
+    return name[:-4] if name.endswith(".ics") else name
 
 
 def _resource_name(key: str) -> str:

@@ -25,3 +25,9 @@ def add(session: Session, booking: Booking) -> Booking:
     session.add(booking)
     session.flush()
     return booking
+
+
+def by_item(session: Session, calendar_id: int, item_href: str) -> Booking | None:
+    """The booking whose event is the item at ``item_href`` (the sync engine knows items, not bookings)."""
+    return session.scalar(select(Booking).where(Booking.calendar_id == calendar_id,
+                                                Booking.item_href == item_href))

@@ -7,10 +7,10 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from bridge.store.models import Calendar, Connection
+from bridge.store.models import Calendar, Connection, Mapping
 
 PROVIDERS = ("caldav", "icloud", "ics", "google", "microsoft", "exchange")
 
@@ -25,6 +25,32 @@ def create_connection(session: Session, calendar: Calendar, provider: str,
     session.add(connection)
     session.flush()
     return connection
+
+
+DIRECTIONS = ("both", "inbound", "outbound")
+
+
+def set_account(session: Session, connection: Connection, *, server_url: str, remote_calendar: str,
+                remote_name: str = "", credentials: str = "") -> None:
+    """Point the connection at an external calendar; ``credentials`` is already encrypted (bridge.secrets).
+    A new remote calendar starts from a baseline with no mappings: they belong to the old one, whose
+    mirrored items the baseline then removes, while bookings are pushed to the new one (never cancelled)."""
+    if remote_calendar != connection.remote_calendar or server_url != connection.server_url:
+        connection.sync_state = None
+        connection.baseline_due = True
+        session.execute(delete(Mapping).where(Mapping.connection_id == connection.id))
+    connection.server_url = server_url
+    connection.remote_calendar = remote_calendar
+    connection.remote_name = remote_name
+    connection.credentials = credentials
+    session.flush()
+
+
+def set_direction(session: Session, connection: Connection, direction: str) -> None:
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
+    connection.direction = direction
+    session.flush()
 
 
 def connection_in_tenant(session: Session, tenant_id: int, connection_id: int) -> Connection | None:

@@ -47,7 +47,7 @@ import icalendar
 from sqlalchemy.orm import Session
 
 from bridge import rules
-from bridge.store import calendars, changes, connections, items
+from bridge.store import calendars, changes, connections, items, mappings
 from bridge.store.errors import NotFound
 from bridge.store.index import facts_of
 from bridge.store.models import Calendar, Connection, Item, User
@@ -102,10 +102,11 @@ def origin_of(connection: Connection) -> str:
     return f"connection:{connection.id}"
 
 
-def href_for(connection: Connection, remote_id: str) -> str:
+def href_for(connection: Connection | int, remote_id: str) -> str:
     """The stable, connection-scoped href of a remote item (the remote id may hold anything)."""
+    connection_id = connection if isinstance(connection, int) else connection.id
     digest = hashlib.sha256(remote_id.encode("utf-8")).hexdigest()[:HREF_HASH_LENGTH]
-    return f"c{connection.id}-{digest}.ics"
+    return f"c{connection_id}-{digest}.ics"
 
 
 def validate_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -208,11 +209,13 @@ def change_options(session: Session, connection: Connection, calendar: Calendar,
             kept = rules.ingest(icalendar.Calendar.from_ical(item.text), after)
             if kept is None:
                 items.remove(session, calendar, item.href)
+                mappings.set_local_etag(session, connection.id, item.href, "")
                 removed += 1
             else:
-                _, written = _write(session, connection, calendar, item.href, kept, after.uid_salt, now)
+                stored, written = _write(session, connection, calendar, item.href, kept, after.uid_salt, now)
                 if not written:
                     continue
+                mappings.set_local_etag(session, connection.id, item.href, stored.etag)
                 rewritten += 1
             _prune(session, calendar, token_max_age_days, now)
     connections.save_options(session, connection, {**connections.options_of(connection), **given},
@@ -264,6 +267,12 @@ def _stored_uid(session: Session, calendar_id: int, href: str, uid: str, salt: b
         return hashed
     holder = items.href_of_uid(session, calendar_id, uid)
     return uid if holder is None or holder == href else hashed
+
+
+def remove_item(session: Session, connection: Connection, calendar: Calendar, href: str) -> bool:
+    """Remove a mirrored item of this connection by href (one whose remote id is unknown)."""
+    _check_belongs(connection, calendar, None)
+    return _remove_own(session, connection, calendar, href)
 
 
 def _remove_own(session: Session, connection: Connection, calendar: Calendar, href: str) -> bool:

@@ -1,0 +1,305 @@
+"""Carrying out a plan's actions: the store in short transactions, the provider through the adapter.
+
+Each action that writes here runs in its own transaction together with its mapping row, so
+a crash leaves at most one item half-done, and a rerun finds it again (mirrored items by
+their connection-scoped href, pushed ones by their push key). A write to the provider comes
+first and its mapping row after it: a crash between the two leaves an event carrying our push
+key, which the next plan links (:class:`~bridge.sync.plan.LinkMapping`) instead of pushing twice.
+
+Item-level failures (an event the store refuses, a precondition lost to a concurrent change)
+are recorded in the run log and leave the mapping as it was, so the next run tries again;
+failures of the connection itself (authentication, rate limits, network) propagate and end
+the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zoneinfo
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import icalendar
+from sqlalchemy.orm import Session
+
+from bridge import bookings, expand
+from bridge.adapters.base import Adapter, PreconditionFailed, RemoteEvent, RemoteNotFound
+from bridge.store import bookings as booking_rows
+from bridge.store import calendars, items, mappings
+from bridge.store.db import Store
+from bridge.store.errors import ItemExists, NotFound
+from bridge.store.index import facts_of
+from bridge.store.mappings import MappingValues
+from bridge.store.models import Booking, Calendar, Connection, User
+from bridge.store.objects import parse_object
+from bridge.sync import mirror
+from bridge.sync.content import content_hash, push_form
+from bridge.sync.plan import (
+    Action,
+    ApplyRemoteToOwned,
+    CancelOwned,
+    Conflict,
+    ForgetMapping,
+    LinkMapping,
+    MirrorCreate,
+    MirrorDelete,
+    MirrorUpdate,
+    PushCreate,
+    PushDelete,
+    PushUpdate,
+    UpdateMapping,
+)
+from bridge.sync.runlog import RunLog
+
+ITEM_ERRORS: tuple[type[BaseException], ...] = (
+    mirror.HrefTaken, mirror.Unstorable, ItemExists, expand.ExpansionError, PreconditionFailed, ValueError,
+)
+"""Failures that concern one item only: logged, and the run goes on."""
+
+
+@dataclass(frozen=True)
+class Rows:
+    """The rows an action needs, loaded in its own transaction."""
+
+    connection: Connection
+    calendar: Calendar
+    owner: User
+
+
+class Applier:
+    """Applies the actions of one run for one connection."""
+
+    def __init__(self, store: Store, adapter: Adapter, connection_id: int, remote: Mapping[str, RemoteEvent],
+                 log: RunLog, clock: Callable[[], datetime], sync_zone: str | None,
+                 token_max_age_days: int) -> None:
+        self.store = store
+        self.adapter = adapter
+        self.connection_id = connection_id
+        self.remote = remote
+        self.log = log
+        self.clock = clock
+        self.sync_zone = sync_zone
+        self.token_max_age_days = token_max_age_days
+
+    def run(self, actions: tuple[Action, ...]) -> None:
+        """Every action in order; the actions of an item after a failed one are skipped."""
+        failed: set[str] = set()
+        for action in actions:
+            href = getattr(action, "item_href", None) or getattr(action, "remote_id", "")
+            if href in failed:
+                continue
+            try:
+                self.apply(action)
+            except ITEM_ERRORS as exc:
+                failed.add(href)
+                self.log.item_error(type(action).__name__, exc)
+
+    def apply(self, action: Action) -> None:
+        handler = getattr(self, "_" + type(action).__name__)
+        handler(action)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _rows(self, session: Session) -> Rows:
+        connection = session.get(Connection, self.connection_id)
+        if connection is None:
+            raise NotFound("connection", str(self.connection_id))
+        calendar = session.get(Calendar, connection.calendar_id)
+        assert calendar is not None  # the foreign key cascades
+        owner = session.get(User, calendar.owner_id)
+        assert owner is not None
+        return Rows(connection, calendar, owner)
+
+    def _listed(self, remote_id: str) -> RemoteEvent:
+        event = self.remote.get(remote_id)
+        if event is None:  # the planner only plans for listed events
+            raise RuntimeError("an action names a remote event the fetch did not list")
+        return event
+
+    def _remote_hash(self, event: RemoteEvent, calendar: Calendar) -> str:
+        return content_hash(event.calendar, self._zone(calendar))
+
+    def _zone(self, calendar: Calendar) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.sync_zone or calendar.timezone)
+
+    def _pushed(self, session: Session, rows: Rows, href: str) -> tuple[icalendar.Calendar, str, str] | None:
+        """(the form to push, its hash, the item's etag) of an owned item; None if it is gone."""
+        item = items.by_href(session, rows.calendar.id, href)
+        if item is None:
+            return None
+        form = push_form(icalendar.Calendar.from_ical(item.text), self.sync_zone)
+        return form, content_hash(form, self._zone(rows.calendar)), item.etag
+
+    # -- inbound: mirrored events -----------------------------------------------------------------
+
+    def _mirror(self, remote_id: str, item_href: str, created: bool) -> None:
+        event = self._listed(remote_id)
+        with self.store.write() as session:
+            rows = self._rows(session)
+            stored = mirror.store_remote(session, rows.connection, rows.calendar, rows.owner, event.calendar,
+                                         remote_id, self.clock(), token_max_age_days=self.token_max_age_days)
+            mappings.save(session, rows.connection, MappingValues(
+                item_href, remote_id, event.etag, stored.etag if stored is not None else "",
+                self._remote_hash(event, rows.calendar), "remote"))
+        if stored is None:
+            self.log.count("in.dropped")
+        else:
+            self.log.count("in.created" if created else "in.updated")
+
+    def _MirrorCreate(self, action: MirrorCreate) -> None:
+        self._mirror(action.remote_id, action.item_href, created=True)
+
+    def _MirrorUpdate(self, action: MirrorUpdate) -> None:
+        self._mirror(action.remote_id, action.item_href, created=False)
+
+    def _MirrorDelete(self, action: MirrorDelete) -> None:
+        with self.store.write() as session:
+            rows = self._rows(session)
+            removed = mirror.remove_item(session, rows.connection, rows.calendar, action.item_href)
+            mappings.forget(session, self.connection_id, item_href=action.item_href)
+        if removed:
+            self.log.count("in.deleted")
+
+    # -- inbound: items we own, changed or deleted over there --------------------------------------
+
+    def _ApplyRemoteToOwned(self, action: ApplyRemoteToOwned) -> None:
+        event = self._listed(action.remote_id)
+        with self.store.write() as session:
+            rows = self._rows(session)
+            calendars.lock_for_write(session, [(rows.owner.login, rows.calendar.slug)])
+            booking = booking_rows.by_item(session, rows.calendar.id, action.item_href)
+            if booking is not None:
+                self._follow_booking(session, rows, booking, event)
+            else:
+                self._replace_client_item(session, rows, action.item_href, event)
+            item = items.by_href(session, rows.calendar.id, action.item_href)
+            if item is None:  # cancelled: the booking's event is gone
+                mappings.forget(session, self.connection_id, item_href=action.item_href)
+                return
+            mappings.save(session, rows.connection, MappingValues(
+                action.item_href, action.remote_id, event.etag, item.etag, self._remote_hash(event, rows.calendar),
+                "local"))
+
+    def _follow_booking(self, session: Session, rows: Rows, booking: Booking, event: RemoteEvent) -> None:
+        """A booking moved or cancelled in the external calendar: follow it, keeping the booking's data."""
+        master = _master(event.calendar)
+        if master is None or str(master.get("STATUS", "")).upper() == "CANCELLED":
+            bookings.cancel(session, rows.calendar, booking, self.clock())
+            self.log.count("bookings.cancelled")
+            return
+        start, end = expand.bounds(master, self._zone(rows.calendar))
+        if (start, end) != (booking.start, booking.end) and booking.status == "confirmed":
+            bookings.reschedule(session, rows.calendar, booking, start, end, self.clock(), require_free=False)
+            self.log.count("bookings.moved")
+
+    def _replace_client_item(self, session: Session, rows: Rows, href: str, event: RemoteEvent) -> None:
+        """A client's item changed in the external calendar: take its content, keep our UID."""
+        current = items.by_href(session, rows.calendar.id, href)
+        if current is None:
+            return
+        copy = icalendar.Calendar.from_ical(event.calendar.to_ical())
+        for component in copy.walk():
+            if component.name in ("VEVENT", "VTODO", "VJOURNAL"):
+                component.pop("UID", None)
+                component.add("UID", current.uid)
+        parsed = parse_object(copy.to_ical().decode())
+        if parsed is None:
+            raise mirror.Unstorable(href, "not a clean calendar object")
+        if parsed.text == current.text:
+            return
+        described = facts_of(parsed.calendar, zoneinfo.ZoneInfo(rows.calendar.timezone), self.clock())
+        items.put_checked(session, rows.calendar, items.NewItem(
+            href=href, uid=parsed.uid, etag=items.etag_of(parsed.text), text=parsed.text, facts=described.facts,
+            origin=current.origin, occurrences=described.instances, occurrences_until=described.instances_until),
+            current)
+        self.log.count("in.updated_owned")
+
+    def _CancelOwned(self, action: CancelOwned) -> None:
+        with self.store.write() as session:
+            rows = self._rows(session)
+            calendars.lock_for_write(session, [(rows.owner.login, rows.calendar.slug)])
+            booking = booking_rows.by_item(session, rows.calendar.id, action.item_href)
+            if booking is not None:
+                bookings.cancel(session, rows.calendar, booking, self.clock())
+                self.log.count("bookings.cancelled")
+            elif items.by_href(session, rows.calendar.id, action.item_href) is not None:
+                items.remove(session, rows.calendar, action.item_href)
+                self.log.count("in.deleted_owned")
+            mappings.forget(session, self.connection_id, item_href=action.item_href)
+
+    # -- outbound -----------------------------------------------------------------------------------
+
+    def _PushCreate(self, action: PushCreate) -> None:
+        with self.store.read() as session:
+            rows = self._rows(session)
+            pushed = self._pushed(session, rows, action.item_href)
+        if pushed is None:
+            return
+        form, digest, etag = pushed
+        created = self.adapter.create(form, action.key)
+        if content_hash(created.calendar, self._zone(rows.calendar)) != digest:
+            created = self.adapter.update(created.remote_id, created.etag, form)  # an earlier attempt's leftover
+        self._save_pushed(action.item_href, created, etag, digest)
+        self.log.count("out.created")
+
+    def _PushUpdate(self, action: PushUpdate) -> None:
+        with self.store.read() as session:
+            rows = self._rows(session)
+            pushed = self._pushed(session, rows, action.item_href)
+        if pushed is None:
+            return
+        form, digest, etag = pushed
+        try:
+            updated = self.adapter.update(action.remote_id, action.remote_etag, form)
+        except RemoteNotFound:  # deleted over there since the fetch: push it afresh next run
+            with self.store.write() as session:
+                mappings.forget(session, self.connection_id, item_href=action.item_href)
+            self.log.count("out.vanished")
+            return
+        self._save_pushed(action.item_href, updated, etag, digest)
+        self.log.count("out.updated")
+
+    def _save_pushed(self, item_href: str, remote: RemoteEvent, local_etag: str, digest: str) -> None:
+        with self.store.write() as session:
+            rows = self._rows(session)
+            mappings.save(session, rows.connection, MappingValues(
+                item_href, remote.remote_id, remote.etag, local_etag, digest, "local"))
+
+    def _PushDelete(self, action: PushDelete) -> None:
+        with contextlib.suppress(RemoteNotFound):  # gone already is what we wanted
+            self.adapter.delete(action.remote_id, action.remote_etag or None)
+        with self.store.write() as session:
+            if action.item_href is not None:
+                mappings.forget(session, self.connection_id, item_href=action.item_href)
+            else:
+                mappings.forget(session, self.connection_id, remote_id=action.remote_id)
+        self.log.count("out.deleted")
+
+    # -- the mapping alone --------------------------------------------------------------------------
+
+    def _ForgetMapping(self, action: ForgetMapping) -> None:
+        with self.store.write() as session:
+            mappings.forget(session, self.connection_id, item_href=action.item_href)
+
+    def _UpdateMapping(self, action: UpdateMapping) -> None:
+        with self.store.write() as session:
+            mappings.set_versions(session, self.connection_id, action.item_href, action.remote_etag,
+                                  action.local_etag, action.content_hash)
+
+    def _LinkMapping(self, action: LinkMapping) -> None:
+        with self.store.write() as session:
+            rows = self._rows(session)
+            mappings.save(session, rows.connection, MappingValues(
+                action.item_href, action.remote_id, action.remote_etag, action.local_etag, action.content_hash,
+                "local"))
+        self.log.count("out.linked")
+
+    def _Conflict(self, action: Conflict) -> None:
+        self.log.count("conflicts")
+        self.log.count(f"conflicts_won.{action.winner}")
+
+
+def _master(calendar: icalendar.Calendar) -> icalendar.Event | None:
+    events = [c for c in calendar.walk("VEVENT")]
+    return next((e for e in events if "RECURRENCE-ID" not in e), events[0] if events else None)

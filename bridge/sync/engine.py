@@ -1,0 +1,280 @@
+"""One sync run of one connection: fetch, plan, apply, log, reschedule.
+
+1. A ``sync_run`` row is written first (status ``running``), so the log shows a run in progress.
+2. The adapter fetches what changed since the saved state, or everything in the sync window
+   when there is no state, a baseline is due (an option was loosened) or the token was reset.
+   A state the provider no longer knows (:class:`~bridge.adapters.base.TokenInvalid`) turns the
+   run into a baseline: a full fetch, and no customer is notified of anything it finds.
+3. :func:`bridge.sync.plan.plan` decides every action from the fetched events, the calendar's
+   items and the mapping table; :class:`bridge.sync.apply.Applier` carries them out.
+4. The fetched state is saved only after every action ran and only when no deletion was held
+   (an incremental delta would not report the held deletions again). A run that fails halfway
+   saves nothing either: the next run fetches the same changes, and what was applied already is
+   recognised through the mapping table, so nothing is duplicated or lost.
+5. The run row gets its status, counts and the number of upstream requests, and the connection
+   its next due time (:mod:`bridge.sync.backoff`).
+
+The run holds no database transaction while it talks to the provider.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zoneinfo
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+import icalendar
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bridge import adapters, expand
+from bridge.adapters.base import (
+    Adapter,
+    AdapterError,
+    AuthExpired,
+    Delta,
+    RateLimited,
+    RemoteEvent,
+    TokenInvalid,
+    Window,
+)
+from bridge.secrets import Secrets
+from bridge.settings import Settings
+from bridge.store import mappings
+from bridge.store.db import Store
+from bridge.store.errors import NotFound
+from bridge.store.models import UNBOUNDED, Calendar, Connection, Item, SyncRun, User
+from bridge.sync import backoff
+from bridge.sync.apply import Applier
+from bridge.sync.content import content_hash, push_form
+from bridge.sync.mirror import href_for, options_for
+from bridge.sync.outcome import RunOutcome, RunStatus
+from bridge.sync.plan import (
+    OWNED_ORIGINS,
+    LocalItem,
+    MappingRow,
+    Plan,
+    RemoteSide,
+    RemoteVersion,
+    connection_origin,
+    plan,
+)
+from bridge.sync.runlog import RunLog
+
+log = logging.getLogger(__name__)
+
+TRIGGERS = ("schedule", "manual", "reset", "push", "options")
+
+AdapterOpener = Callable[[adapters.Account], AbstractContextManager[Adapter]]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What a run needs from outside: the store, the settings, the keys, a way to reach the provider."""
+
+    store: Store
+    settings: Settings
+    secrets: Secrets
+    open_adapter: AdapterOpener = adapters.open_adapter
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def run(self, connection_id: int, *, trigger: str = "schedule", confirm_deletions: bool = False) -> RunOutcome:
+        """One run (module docstring). Raises NotFound for an unknown connection; every other
+        failure is recorded in the run's row and in the outcome."""
+        if trigger not in TRIGGERS:
+            raise ValueError(f"trigger must be one of {', '.join(TRIGGERS)}")
+        started = self.clock()
+        job = self._start(connection_id, trigger, started)
+        runlog = RunLog()
+        status: RunStatus = "failed"
+        error: BaseException | None = None
+        requests = 0
+        baseline = job.baseline
+        try:
+            with self.open_adapter(job.account) as adapter:
+                try:
+                    status, baseline = self._sync(job, adapter, runlog, confirm_deletions)
+                finally:
+                    requests = adapter.requests_made
+        except (AdapterError, NotFound, expand.ExpansionError, ValueError, OSError) as exc:
+            error = exc
+        except Exception as exc:  # a bug must not stop the worker; the log gets the class, not the content
+            log.error("sync run %s of connection %s failed with %s", job.run_id, connection_id, type(exc).__name__)
+            error = exc
+        outcome = RunOutcome(
+            run_id=job.run_id, status="failed" if error is not None else status,
+            error_class=type(error).__name__ if error is not None else None,
+            retry_after=error.retry_after if isinstance(error, RateLimited) else None,
+            auth_failed=isinstance(error, AuthExpired))
+        self._finish(job, outcome, runlog, requests, baseline, error)
+        return outcome
+
+    # -- the run --------------------------------------------------------------------------------
+
+    def _start(self, connection_id: int, trigger: str, now: datetime) -> _Job:
+        with self.store.write() as session:
+            connection = session.get(Connection, connection_id)
+            if connection is None:
+                raise NotFound("connection", str(connection_id))
+            if trigger == "reset":
+                connection.sync_state = None
+            calendar = session.get(Calendar, connection.calendar_id)
+            owner = session.get(User, calendar.owner_id) if calendar is not None else None
+            assert calendar is not None and owner is not None
+            baseline = connection.sync_state is None or connection.baseline_due
+            _close_interrupted(session, connection.id, now)
+            row = SyncRun(tenant_id=connection.tenant_id, connection_id=connection.id, trigger=trigger,
+                          started_at=now, status="running", baseline=baseline)
+            session.add(row)
+            session.flush()
+            credentials = json.loads(self.secrets.decrypt(connection.credentials)) if connection.credentials else {}
+            options = options_for(connection, calendar, owner)
+            read_only = connection.provider in adapters.READ_ONLY
+            return _Job(
+                run_id=row.id, connection_id=connection.id, calendar_id=calendar.id, baseline=baseline,
+                state=connection.sync_state, direction="inbound" if read_only else connection.direction,
+                window=Window(now - timedelta(days=connection.window_past_days),
+                              now + timedelta(days=connection.window_future_days)),
+                sync_zone=options.sync_timezone, zone=options.sync_timezone or calendar.timezone,
+                account=adapters.Account(connection.provider, connection.server_url, connection.remote_calendar,
+                                         credentials))
+
+    def _sync(self, job: _Job, adapter: Adapter, runlog: RunLog, confirm: bool) -> tuple[RunStatus, bool]:
+        baseline = job.baseline
+        try:
+            delta = adapter.fetch(None if baseline else job.state, job.window)
+        except TokenInvalid:
+            runlog.token_invalid = True
+            baseline = True
+            delta = adapter.fetch(None, job.window)
+        runlog.fetched = len(delta.changed)
+        runlog.remote_deleted = len(delta.deleted)
+        decided = self._plan(job, delta, baseline, confirm)
+        for held in decided.held_deletions:
+            runlog.hold(type(held).__name__, held.item_href)
+        remote = {event.remote_id: event for event in delta.changed}
+        applier = Applier(self.store, adapter, job.connection_id, remote, runlog, self.clock, job.sync_zone,
+                          self.settings.sync_token_max_age_days)
+        applier.run(decided.actions)
+        if decided.held:
+            return "held", baseline
+        self._save_state(job, delta, baseline)
+        return ("partial" if runlog.counts["errors"] else "ok"), baseline
+
+    def _plan(self, job: _Job, delta: Delta, baseline: bool, confirm: bool) -> Plan:
+        zone = zoneinfo.ZoneInfo(job.zone)
+        with self.store.read() as session:
+            if session.get(Connection, job.connection_id) is None:
+                raise NotFound("connection", str(job.connection_id))
+            rows = mappings.of_connection(session, job.connection_id)
+            by_href = {row.item_href: row for row in rows}
+            local = list(_local_items(session, job, by_href, zone))
+        changed = {event.remote_id: _version(event, zone, job.window) for event in delta.changed}
+        remote = RemoteSide(changed=changed, deleted=frozenset(delta.deleted) - changed.keys(),
+                            complete=delta.complete, window=job.window)
+        return plan(remote, local, [MappingRow(r.item_href, r.remote_id, r.remote_etag, r.local_etag,
+                                               r.content_hash, "local" if r.owner == "local" else "remote")
+                                    for r in rows],
+                    connection_id=job.connection_id, mirror_href=partial(href_for, job.connection_id),
+                    direction=job.direction,  # type: ignore[arg-type]
+                    baseline=baseline, confirm_deletions=confirm)
+
+    def _save_state(self, job: _Job, delta: Delta, baseline: bool) -> None:
+        with self.store.write() as session:
+            connection = session.get(Connection, job.connection_id)
+            if connection is None:
+                return
+            connection.sync_state = delta.state
+            if baseline:
+                connection.baseline_due = False
+
+    def _finish(self, job: _Job, outcome: RunOutcome, runlog: RunLog, requests: int, baseline: bool,
+                error: BaseException | None) -> None:
+        now = self.clock()
+        with self.store.write() as session:
+            row = session.get(SyncRun, job.run_id)
+            connection = session.get(Connection, job.connection_id)
+            if row is not None:
+                row.status = outcome.status
+                row.finished_at = now
+                row.baseline = baseline
+                row.counts = runlog.to_json()
+                row.requests = requests
+                row.error_class = outcome.error_class
+                row.error_message = _plain_words(error) if error is not None else None
+            if connection is not None:
+                backoff.reschedule(connection, outcome, now)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a run read from its connection at the start (nothing session-bound)."""
+
+    run_id: int
+    connection_id: int
+    calendar_id: int
+    baseline: bool
+    state: str | None
+    direction: str
+    window: Window
+    sync_zone: str | None  # the option as set: None keeps the item's own zones when pushing
+    zone: str  # where floating times are read: the sync zone, else the calendar's
+    account: adapters.Account
+
+
+def _version(event: RemoteEvent, zone: zoneinfo.ZoneInfo, window: Window) -> RemoteVersion:
+    try:
+        start, end = expand.span(event.calendar, zone)
+        open_end: datetime | None = None if end >= UNBOUNDED else end
+    except expand.ExpansionError:  # let the store refuse it and the log say so
+        start, open_end = window.start, None
+    return RemoteVersion(etag=event.etag, content_hash=content_hash(event.calendar, zone), start=start,
+                         end=open_end, key=event.key)
+
+
+def _local_items(session: Session, job: _Job, mapped: dict[str, mappings.MappingValues],
+                 zone: zoneinfo.ZoneInfo) -> Iterator[LocalItem]:
+    """The calendar's owned items and this connection's mirrored ones, not window-filtered (an owned
+    mapped item left out would look deleted here). An item's content hash is computed only where the
+    planner reads it: unmapped items, and mapped ones whose etag moved."""
+    origins = [*OWNED_ORIGINS, connection_origin(job.connection_id)]
+    query = (select(Item.href, Item.etag, Item.origin, Item.span_start, Item.span_end, Item.id)
+             .where(Item.calendar_id == job.calendar_id, Item.origin.in_(origins)))
+    for href, etag, origin, span_start, span_end, item_id in session.execute(query):
+        row = mapped.get(href)
+        if origin not in OWNED_ORIGINS:
+            digest = row.content_hash if row is not None else ""
+        elif row is not None and row.local_etag == etag:
+            digest = row.content_hash
+        else:
+            text = session.scalar(select(Item.text).where(Item.id == item_id)) or ""
+            digest = _owned_hash(text, job.sync_zone, zone)
+        yield LocalItem(href=href, etag=etag, content_hash=digest, origin=origin, start=span_start,
+                        end=None if span_end >= UNBOUNDED else span_end)
+
+
+def _owned_hash(text: str, sync_zone: str | None, zone: zoneinfo.ZoneInfo) -> str:
+    return content_hash(push_form(icalendar.Calendar.from_ical(text), sync_zone), zone)
+
+
+def _close_interrupted(session: Session, connection_id: int, now: datetime) -> None:
+    """Runs still marked running belong to a process that died (one run per connection at a time:
+    the lease, or the caller, sees to that): the log must not show them running forever."""
+    for stale in session.scalars(select(SyncRun).where(SyncRun.connection_id == connection_id,
+                                                       SyncRun.status == "running")):
+        stale.status = "failed"
+        stale.finished_at = now
+        stale.error_class = "Interrupted"
+        stale.error_message = "the run ended without finishing (the process stopped); the next run picked up"
+
+
+def _plain_words(error: BaseException) -> str:
+    """The error for the log: adapters' messages hold no event content by contract; others give their class."""
+    if isinstance(error, AdapterError | NotFound):
+        return str(error)[:500]
+    return f"internal error ({type(error).__name__})"

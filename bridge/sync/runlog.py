@@ -1,0 +1,60 @@
+"""The sync log: one row per run, with counts and errors a person can read and no personal data.
+
+Counts are grouped by side: ``in`` (what the external calendar changed here: mirrored events
+created, updated, deleted, dropped by the rules), ``out`` (what we wrote there), ``bookings``
+(moved or cancelled from the external calendar), plus conflicts, held deletions and item errors.
+An item error names the action and the error class only: summaries, addresses and remote ids
+(which may be file names a person chose) never reach the log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_ERRORS = 20
+MAX_HELD = 200
+
+
+@dataclass
+class RunLog:
+    """What one run did, filled while it runs and written once at its end."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    held: list[dict[str, str]] = field(default_factory=list)
+    fetched: int = 0
+    remote_deleted: int = 0
+    token_invalid: bool = False
+
+    def count(self, key: str, amount: int = 1) -> None:
+        self.counts[key] += amount
+
+    def item_error(self, action: str, error: BaseException) -> None:
+        self.counts["errors"] += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append({"action": action, "error": type(error).__name__})
+
+    def hold(self, action: str, item_href: str) -> None:
+        """A deletion held back; the item's href is ours (a hash or a booking id), never a remote name."""
+        self.counts["held"] += 1
+        if len(self.held) < MAX_HELD:
+            self.held.append({"action": action, "item_href": item_href})
+
+    def to_json(self) -> str:
+        data: dict[str, Any] = {"fetched": self.fetched, "remote_deleted": self.remote_deleted}
+        for key, value in sorted(self.counts.items()):
+            side, _, kind = key.partition(".")
+            if kind:
+                data.setdefault(side, {})[kind] = value
+            else:
+                data[key] = value
+        if self.errors:
+            data["item_errors"] = self.errors
+        if self.held:
+            data["held_deletions"] = self.held
+        if self.token_invalid:
+            data["token_invalid"] = True
+        return json.dumps(data, sort_keys=True, separators=(",", ":"))
