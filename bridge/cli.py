@@ -14,6 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
+from bridge import cli_sync
 from bridge.passwords import hash_password
 from bridge.settings import Settings, SettingsError, load_settings, replace
 from bridge.store import calendars, migrate, tokens, users
@@ -55,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     sub.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
+    worker = sub.add_parser("worker", help="sync due connections until stopped (beside or instead of the server's)")
+    worker.add_argument("--concurrency", type=int, default=2, help="connections synced at once")
+    worker.add_argument("--once", action="store_true", help="one round of due connections, then exit")
+    worker.set_defaults(run=_worker)
 
     tenant = sub.add_parser("tenant", help="manage tenants").add_subparsers(metavar="ACTION", required=True)
     tenant_create = tenant.add_parser("create", help="create a tenant")
@@ -109,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         run=_secrets_new_key)
     secrets.add_parser("rotate", help="re-encrypt every stored secret with the first key").set_defaults(
         run=_secrets_rotate)
+    cli_sync.add_parsers(sub)
     return parser
 
 
@@ -117,9 +123,7 @@ def _store(settings: Settings) -> Store:
 
 
 def _migrated_store(settings: Settings) -> Store:
-    store = _store(settings)
-    migrate.upgrade(store)
-    return store
+    return migrate.open_store(settings.effective_database_url, settings.db_pool_size)
 
 
 def _default(args: argparse.Namespace, settings: Settings) -> int:
@@ -138,9 +142,31 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings, store)
     print(f"calbridge: CalDAV at {settings.public_base_url}/dav/ (database: {store.url.get_backend_name()})",
           file=sys.stderr)
-    # h11, not httptools: h11 keeps the spelling of header names that some CalDAV clients match exactly.
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
-                access_log=False, http="h11")
+    from bridge.sync.service import background_worker
+
+    with background_worker(store, settings):
+        # h11, not httptools: h11 keeps the spelling of header names that some CalDAV clients match exactly.
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                    access_log=False, http="h11")
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    import threading
+
+    from bridge.sync.service import engine_worker
+
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    worker = engine_worker(_migrated_store(settings), settings, concurrency=args.concurrency)
+    if args.once:
+        print(f"{worker.run_pending()} connections synced", file=sys.stderr)
+        return 0
+    print(f"calbridge: sync worker {worker.worker_id} running {args.concurrency} at once", file=sys.stderr)
+    stop = threading.Event()
+    try:
+        worker.serve(stop)
+    except KeyboardInterrupt:
+        stop.set()
     return 0
 
 

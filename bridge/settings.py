@@ -39,6 +39,9 @@ class Settings:
     log_level: str = "info"
     db_pool_size: int = 8
     max_query_window_days: int = 366  # longest free/busy or free-slot window of /api/v1
+    # Connections the server's own sync worker runs at once; 0: no worker in the server
+    # (run ``calbridge worker`` processes instead, e.g. several of them on PostgreSQL).
+    sync_workers: int = 2
     # Fernet keys, comma-separated, newest first; empty: <data_dir>/secret.key (see bridge.secrets)
     secret_keys: str = field(default="", repr=False)
 
@@ -61,6 +64,8 @@ class Settings:
             raise SettingsError(f"port must be between 1 and 65535, not {self.port}")
         if self.auth_cache_seconds < 0 or self.sync_token_max_age_days < 1:
             raise SettingsError("auth_cache_seconds must be >= 0 and sync_token_max_age_days >= 1")
+        if not 0 <= self.sync_workers <= 64:
+            raise SettingsError("sync_workers must be between 0 and 64")
         if not 1 <= self.max_query_window_days <= 3660:
             raise SettingsError("max_query_window_days must be between 1 and 3660")
         if not 0 <= self.auth_failure_delay_seconds <= 10:

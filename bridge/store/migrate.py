@@ -35,3 +35,10 @@ def current_revision(store: Store) -> str | None:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def open_store(database_url: str, pool_size: int) -> Store:
+    """A store whose schema is at head: what every command of the CLI starts with."""
+    store = Store(database_url, pool_size=pool_size)
+    upgrade(store)
+    return store

@@ -1,0 +1,306 @@
+"""``calbridge connection …``, ``calbridge sync``, ``calbridge log``: connecting external calendars from the shell.
+
+A connection is tested when it is added (the adapter lists the account's calendars), so a
+wrong password or URL is reported at once, in plain words, and nothing is stored.
+Passwords come from a prompt or from stdin (``--password-stdin``), never from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from bridge import adapters
+from bridge.adapters.base import AdapterError, AuthExpired, RemoteCalendar
+from bridge.secrets import Secrets
+from bridge.settings import Settings
+from bridge.store import calendars, connections, items, mappings, migrate, users
+from bridge.store.db import Store
+from bridge.store.models import Calendar, Connection, SyncRun, User
+from bridge.sync import backoff, mirror, scheduler
+from bridge.sync.engine import Engine
+
+MANUAL_LEASE_SECONDS = 3600  # a manual run holds off the scheduler for at most this long if it dies
+
+
+class ConnectionProblem(ValueError):
+    """The account cannot be used as given; the message says why in plain words."""
+
+
+def add_parsers(sub: Any) -> None:
+    """Register the commands on the main parser's subparsers."""
+    connection = sub.add_parser("connection", help="connect calendars to external calendars").add_subparsers(
+        metavar="ACTION", required=True)
+
+    add = connection.add_parser("add", help="connect a calendar (the connection is tested first)")
+    add.add_argument("calendar", help="the internal calendar as LOGIN/SLUG")
+    add.add_argument("provider", choices=sorted(adapters.BUILDERS))
+    add.add_argument("--url", default="", help="server or account URL (CalDAV), feed URL (ics); iCloud needs none")
+    add.add_argument("--remote", default="", help="the remote calendar's URL, from 'connection calendars'")
+    add.add_argument("--username", default="", help="account name (iCloud: the Apple ID)")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin, not a prompt")
+    add.add_argument("--direction", choices=connections.DIRECTIONS, default="both")
+    add.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                     help=f"a rule option ({', '.join(mirror.OPTION_KEYS)}); repeatable")
+    add.set_defaults(run=_add)
+
+    listing = connection.add_parser("list", help="list connections with their last run")
+    listing.add_argument("--tenant")
+    listing.set_defaults(run=_list)
+
+    remote = connection.add_parser("calendars", help="list the calendars of a connection's account")
+    remote.add_argument("id", type=int)
+    remote.set_defaults(run=_calendars)
+
+    change = connection.add_parser("set", help="change options, direction or the remote calendar")
+    change.add_argument("id", type=int)
+    change.add_argument("--direction", choices=connections.DIRECTIONS)
+    change.add_argument("--remote", help="sync another calendar of the account (starts from a baseline)")
+    change.add_argument("--option", action="append", default=[], metavar="NAME=VALUE")
+    change.set_defaults(run=_set)
+
+    for name, enabled in (("enable", True), ("disable", False)):
+        toggle = connection.add_parser(name, help=f"{name} the sync of a connection")
+        toggle.add_argument("id", type=int)
+        toggle.set_defaults(run=_toggle, enabled=enabled)
+
+    disconnect = connection.add_parser("disconnect", help="remove a connection")
+    disconnect.add_argument("id", type=int)
+    disconnect.add_argument("--remove-mirrored", action="store_true",
+                            help="also remove the events it mirrored (default: keep them as ordinary events)")
+    disconnect.set_defaults(run=_disconnect)
+
+    sync = sub.add_parser("sync", help="sync one connection now and print the run")
+    sync.add_argument("id", type=int)
+    sync.add_argument("--reset", action="store_true",
+                      help="reset the sync token: a full resync, without duplicates and without mails")
+    sync.add_argument("--confirm-deletions", action="store_true", help="apply deletions a previous run held back")
+    sync.set_defaults(run=_sync)
+
+    log = sub.add_parser("log", help="the sync log of a connection, newest first")
+    log.add_argument("id", type=int)
+    log.add_argument("--limit", type=int, default=20)
+    log.set_defaults(run=_log)
+
+
+def _store_of(settings: Settings) -> Store:
+    return migrate.open_store(settings.effective_database_url, settings.db_pool_size)
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """NAME=VALUE pairs as option values (true/false, a zone name, or null), validated."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        name, equals, text = pair.partition("=")
+        if not equals:
+            raise ValueError(f"an option is NAME=VALUE, not {pair!r}")
+        lowered = text.strip().lower()
+        options[name.strip()] = {"true": True, "on": True, "false": False, "off": False,
+                                 "null": None, "": None}.get(lowered, text.strip())
+    return mirror.validate_options(options)
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not args.username:
+        return ""
+    return getpass.getpass(f"password for {args.username}: ")
+
+
+def describe(error: AdapterError) -> str:
+    """An adapter failure in plain words, for the person who typed the account in."""
+    if isinstance(error, AuthExpired):
+        return f"the server refused the credentials ({error}); check the user name and the (app-specific) password"
+    return f"the server could not be used: {error}"
+
+
+def _test_account(account: adapters.Account) -> list[RemoteCalendar]:
+    try:
+        with adapters.open_adapter(account) as adapter:
+            return adapter.list_calendars()
+    except AdapterError as exc:
+        raise ConnectionProblem(describe(exc)) from exc
+
+
+def _calendar(session: Any, path: str) -> Calendar:
+    login, _, slug = path.strip("/").partition("/")
+    calendar = calendars.calendar_by_path(session, login, slug)
+    if calendar is None:
+        raise ValueError(f"no calendar {path!r} (give it as LOGIN/SLUG)")
+    return calendar
+
+
+def _connection(session: Any, connection_id: int) -> Connection:
+    connection = session.get(Connection, connection_id)
+    if connection is None:
+        raise ValueError(f"no connection {connection_id}")
+    return connection
+
+
+def _account(connection: Connection, secrets: Secrets) -> adapters.Account:
+    credentials = json.loads(secrets.decrypt(connection.credentials)) if connection.credentials else {}
+    return adapters.Account(connection.provider, connection.server_url, connection.remote_calendar, credentials)
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+def _add(args: argparse.Namespace, settings: Settings) -> int:
+    options = parse_options(args.option)
+    secrets = Secrets.from_settings(settings)
+    password = _password(args)
+    credentials = {"username": args.username, "password": password} if args.username else {}
+    account = adapters.Account(args.provider, args.url, args.remote, credentials)
+    found = _test_account(account)
+    remote = args.remote
+    if not remote:
+        if len(found) != 1:
+            names = "\n".join(f"  {c.id}\t{c.name}" for c in found) or "  (none)"
+            raise ConnectionProblem(f"choose the remote calendar with --remote; the account has:\n{names}")
+        remote = found[0].id
+    chosen = next((c for c in found if c.id == remote), None)
+    if args.provider == "icloud" and "sync_timezone" not in options:
+        options["sync_timezone"] = adapters.SYNC_TIMEZONES.get("icloud")
+    store = _store_of(settings)
+    with store.write() as session:
+        calendar = _calendar(session, args.calendar)
+        connection = connections.create_connection(session, calendar, args.provider, options)
+        connections.set_account(session, connection, server_url=args.url, remote_calendar=remote,
+                                remote_name=chosen.name if chosen else "",
+                                credentials=secrets.encrypt(json.dumps(credentials)) if credentials else "")
+        direction = "inbound" if args.provider in adapters.READ_ONLY else args.direction
+        connections.set_direction(session, connection, direction)
+        print(f"connection {connection.id}: {args.calendar} <-> {chosen.name if chosen else remote} ({direction})")
+    return 0
+
+
+def _list(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store_of(settings)
+    with store.read() as session:
+        query = (select(Connection, Calendar, User).join(Calendar, Connection.calendar_id == Calendar.id)
+                 .join(User, Calendar.owner_id == User.id).order_by(Connection.id))
+        if args.tenant:
+            query = query.where(Connection.tenant_id == users.tenant_by_name(session, args.tenant).id)
+        for connection, calendar, owner in session.execute(query).all():
+            last = session.scalar(select(SyncRun).where(SyncRun.connection_id == connection.id)
+                                  .order_by(SyncRun.id.desc()).limit(1))
+            state = "disabled" if not connection.enabled else (
+                "needs attention" if connection.needs_attention else "enabled")
+            ran = f"{last.status} at {last.started_at:%Y-%m-%d %H:%M}Z" if last else "never run"
+            print(f"{connection.id}\t{owner.login}/{calendar.slug}\t{connection.provider}\t"
+                  f"{connection.remote_name or connection.remote_calendar}\t{connection.direction}\t{state}\t{ran}")
+    return 0
+
+
+def _calendars(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store_of(settings)
+    with store.read() as session:
+        account = _account(_connection(session, args.id), Secrets.from_settings(settings))
+    for remote in _test_account(account):
+        print(f"{remote.id}\t{remote.name}{'  (read-only)' if remote.read_only else ''}")
+    return 0
+
+
+def _set(args: argparse.Namespace, settings: Settings) -> int:
+    options = parse_options(args.option)
+    store = _store_of(settings)
+    with store.write() as session:
+        connection = _connection(session, args.id)
+        if args.direction:
+            if connection.provider in adapters.READ_ONLY and args.direction != "inbound":
+                raise ValueError("an ICS feed is read-only: its direction is inbound")
+            connections.set_direction(session, connection, args.direction)
+        if args.remote:
+            connections.set_account(session, connection, server_url=connection.server_url,
+                                    remote_calendar=args.remote, credentials=connection.credentials)
+        if options:
+            calendar = session.get(Calendar, connection.calendar_id)
+            assert calendar is not None
+            owner = session.get(User, calendar.owner_id)
+            assert owner is not None
+            change = mirror.change_options(session, connection, calendar, owner, options, datetime.now(UTC),
+                                           token_max_age_days=settings.sync_token_max_age_days)
+            print(f"options: {change.rewritten} events rewritten, {change.removed} removed"
+                  + ("; the next run is a baseline (no mails)" if change.baseline_due else ""))
+        print(f"connection {connection.id} updated")
+    return 0
+
+
+def _toggle(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store_of(settings)
+    with store.write() as session:
+        connection = _connection(session, args.id)
+        connection.enabled = args.enabled
+        if args.enabled:
+            backoff.clear_attention(connection)
+    print(f"connection {args.id} {'enabled' if args.enabled else 'disabled'}")
+    return 0
+
+
+def _disconnect(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store_of(settings)
+    with store.write() as session:
+        connection = _connection(session, args.id)
+        calendar = session.get(Calendar, connection.calendar_id)
+        assert calendar is not None
+        owner = session.get(User, calendar.owner_id)
+        assert owner is not None
+        calendars.lock_for_write(session, [(owner.login, calendar.slug)])
+        mirrored = items.of_origin(session, calendar.id, mirror.origin_of(connection))
+        for item in mirrored:
+            if args.remove_mirrored:
+                items.remove(session, calendar, item.href)
+            else:
+                item.origin = "client"  # no longer anyone's copy: the owner may change or delete them
+        mappings.forget_all(session, connection.id)
+        session.delete(connection)
+    kept = "removed" if args.remove_mirrored else "kept as ordinary events"
+    print(f"connection {args.id} removed; {len(mirrored)} mirrored events {kept}")
+    return 0
+
+
+def _sync(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store_of(settings)
+    engine = Engine(store, settings, Secrets.from_settings(settings))
+    trigger = "reset" if args.reset else "manual"
+    with store.read() as session:
+        _connection(session, args.id)
+    me = f"cli:{os.getpid()}"
+    if not scheduler.claim_one(store, args.id, me, datetime.now(UTC), MANUAL_LEASE_SECONDS):
+        raise ValueError(f"connection {args.id} is being synced right now; try again in a moment")
+    try:
+        outcome = engine.run(args.id, trigger=trigger, confirm_deletions=args.confirm_deletions)
+    finally:
+        scheduler.release(store, args.id, me)
+    with store.read() as session:
+        run = session.get(SyncRun, outcome.run_id)
+        assert run is not None
+        print(_run_line(run))
+    return 0 if outcome.status in ("ok", "held") else 1
+
+
+def _run_line(run: SyncRun) -> str:
+    took = f"{(run.finished_at - run.started_at).total_seconds():.1f}s" if run.finished_at else "running"
+    error = f"\t{run.error_message}" if run.error_message else ""
+    kind = "baseline" if run.baseline else "incremental"
+    return f"{run.started_at:%Y-%m-%d %H:%M:%S}Z\t{run.trigger}\t{run.status}\t{kind}\t{took}\t{run.counts}{error}"
+
+
+def _log(args: argparse.Namespace, settings: Settings) -> int:
+    store = _store_of(settings)
+    with store.read() as session:
+        _connection(session, args.id)
+        runs = session.scalars(select(SyncRun).where(SyncRun.connection_id == args.id)
+                               .order_by(SyncRun.id.desc()).limit(max(1, args.limit)))
+        for run in runs:
+            print(_run_line(run))
+    return 0

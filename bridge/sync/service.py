@@ -1,0 +1,37 @@
+"""The engine behind a worker: what ``calbridge worker`` and the server's own worker thread run."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from bridge.secrets import Secrets
+from bridge.settings import Settings
+from bridge.store.db import Store
+from bridge.sync.engine import Engine
+from bridge.sync.worker import Worker
+
+
+def engine_worker(store: Store, settings: Settings, *, concurrency: int, poll_seconds: float = 5.0) -> Worker:
+    """A worker whose runs are the engine's, with the keys from the settings."""
+    engine = Engine(store, settings, Secrets.from_settings(settings))
+    return Worker(store, lambda connection_id, trigger: engine.run(connection_id, trigger=trigger),
+                  concurrency=concurrency, poll_seconds=poll_seconds)
+
+
+@contextmanager
+def background_worker(store: Store, settings: Settings) -> Iterator[Worker | None]:
+    """The server's own worker on a thread (``sync_workers`` at once), stopped after its round on exit."""
+    if settings.sync_workers == 0:
+        yield None
+        return
+    worker = engine_worker(store, settings, concurrency=settings.sync_workers)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.serve, args=(stop,), name="calbridge-sync-worker", daemon=True)
+    thread.start()
+    try:
+        yield worker
+    finally:
+        stop.set()
+        thread.join()
