@@ -42,6 +42,7 @@ class Settings:
     # Connections the server's own sync worker runs at once; 0: no worker in the server
     # (run ``calbridge worker`` processes instead, e.g. several of them on PostgreSQL).
     sync_workers: int = 2
+    sync_log_days: int = 90  # sync log rows older than this are removed
     # Fernet keys, comma-separated, newest first; empty: <data_dir>/secret.key (see bridge.secrets)
     secret_keys: str = field(default="", repr=False)
 
@@ -64,6 +65,8 @@ class Settings:
             raise SettingsError(f"port must be between 1 and 65535, not {self.port}")
         if self.auth_cache_seconds < 0 or self.sync_token_max_age_days < 1:
             raise SettingsError("auth_cache_seconds must be >= 0 and sync_token_max_age_days >= 1")
+        if self.sync_log_days < 1:
+            raise SettingsError("sync_log_days must be at least 1")
         if not 0 <= self.sync_workers <= 64:
             raise SettingsError("sync_workers must be between 0 and 64")
         if not 1 <= self.max_query_window_days <= 3660:

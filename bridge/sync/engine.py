@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import icalendar
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from bridge import adapters, expand
@@ -73,6 +73,14 @@ TRIGGERS = ("schedule", "manual", "reset", "push", "options")
 AdapterOpener = Callable[[adapters.Account], AbstractContextManager[Adapter]]
 
 
+class ConnectionDisabled(ValueError):
+    """A disabled connection is not synced, not even on request: disabling stops all syncing at once."""
+
+    def __init__(self, connection_id: int) -> None:
+        super().__init__(f"connection {connection_id} is disabled; enable it to sync")
+        self.connection_id = connection_id
+
+
 @dataclass(frozen=True)
 class Engine:
     """What a run needs from outside: the store, the settings, the keys, a way to reach the provider."""
@@ -84,7 +92,8 @@ class Engine:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def run(self, connection_id: int, *, trigger: str = "schedule", confirm_deletions: bool = False) -> RunOutcome:
-        """One run (module docstring). Raises NotFound for an unknown connection; every other
+        """One run (module docstring). Raises NotFound for an unknown connection and ConnectionDisabled
+        for a disabled one (nothing is logged for those); every other
         failure is recorded in the run's row and in the outcome."""
         if trigger not in TRIGGERS:
             raise ValueError(f"trigger must be one of {', '.join(TRIGGERS)}")
@@ -121,6 +130,8 @@ class Engine:
             connection = session.get(Connection, connection_id)
             if connection is None:
                 raise NotFound("connection", str(connection_id))
+            if not connection.enabled:
+                raise ConnectionDisabled(connection.id)
             if trigger == "reset":
                 connection.sync_state = None
             calendar = session.get(Calendar, connection.calendar_id)
@@ -209,6 +220,9 @@ class Engine:
                 row.error_message = _plain_words(error) if error is not None else None
             if connection is not None:
                 backoff.reschedule(connection, outcome, now)
+            expired = now - timedelta(days=self.settings.sync_log_days)
+            session.execute(delete(SyncRun).where(SyncRun.connection_id == job.connection_id,
+                                                  SyncRun.id != job.run_id, SyncRun.started_at < expired))
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from bridge.store import bookings as booking_rows
 from bridge.store import calendars, connections, users
 from bridge.store.db import Store
 from bridge.store.models import Booking, Calendar, Change, Connection, Item, Mapping, SyncRun
-from bridge.sync.engine import Engine
+from bridge.sync.engine import ConnectionDisabled, Engine
 from bridge.sync.outcome import RunOutcome
 from tests.servers import DavServer, dav_server
 
@@ -387,3 +387,23 @@ def test_a_refused_password_marks_the_connection_and_stops_retries(world: World)
     assert connection.needs_attention and connection.failures == 1
     run = world.last_run()
     assert run.error_class == "AuthExpired" and "wrong" not in (run.error_message or "")
+
+
+def test_a_disabled_connection_is_not_synced_even_on_request_and_keeps_its_events(world: World) -> None:
+    world.put_remote("a.ics", ics("a@provider", day(7)))
+    world.sync()
+    world.set(enabled=False)
+    world.put_remote("b.ics", ics("b@provider", day(8)))
+    with pytest.raises(ConnectionDisabled):
+        world.sync(trigger="manual")
+    assert len(world.mirrored()) == 1
+
+
+def test_the_sync_log_forgets_old_runs_but_never_the_newest(world: World) -> None:
+    world.sync()
+    later = NOW + timedelta(days=world.engine.settings.sync_log_days + 1)
+    world.engine = Engine(world.engine.store, world.engine.settings, world.engine.secrets, clock=lambda: later)
+    world.sync()
+    with world.store.read() as session:
+        started = list(session.scalars(select(SyncRun.started_at).where(SyncRun.connection_id == world.connection_id)))
+    assert started == [later]
