@@ -82,18 +82,19 @@ class Applier:
         self.sync_zone = sync_zone
         self.token_max_age_days = token_max_age_days
 
-    def run(self, actions: tuple[Action, ...]) -> None:
+    def run(self, actions: tuple[Action, ...], progress: Callable[[int, int], None] | None = None) -> None:
         """Every action in order; the actions of an item after a failed one are skipped."""
         failed: set[str] = set()
-        for action in actions:
+        for done, action in enumerate(actions, start=1):
             href = getattr(action, "item_href", None) or getattr(action, "remote_id", "")
-            if href in failed:
-                continue
-            try:
-                self.apply(action)
-            except ITEM_ERRORS as exc:
-                failed.add(href)
-                self.log.item_error(type(action).__name__, exc)
+            if href not in failed:
+                try:
+                    self.apply(action)
+                except ITEM_ERRORS as exc:
+                    failed.add(href)
+                    self.log.item_error(type(action).__name__, exc)
+            if progress is not None:
+                progress(done, len(actions))
 
     def apply(self, action: Action) -> None:
         handler = getattr(self, "_" + type(action).__name__)

@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 TRIGGERS = ("schedule", "manual", "reset", "push", "options")
 
 AdapterOpener = Callable[[adapters.Account], AbstractContextManager[Adapter]]
+Progress = Callable[[int, int], None]
 
 
 class ConnectionDisabled(ValueError):
@@ -91,10 +92,12 @@ class Engine:
     open_adapter: AdapterOpener = adapters.open_adapter
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
-    def run(self, connection_id: int, *, trigger: str = "schedule", confirm_deletions: bool = False) -> RunOutcome:
+    def run(self, connection_id: int, *, trigger: str = "schedule", confirm_deletions: bool = False,
+            progress: Progress | None = None) -> RunOutcome:
         """One run (module docstring). Raises NotFound for an unknown connection and ConnectionDisabled
         for a disabled one (nothing is logged for those); every other
-        failure is recorded in the run's row and in the outcome."""
+        failure is recorded in the run's row and in the outcome. ``progress`` hears (done, total)
+        after each planned action (a progress bar)."""
         if trigger not in TRIGGERS:
             raise ValueError(f"trigger must be one of {', '.join(TRIGGERS)}")
         started = self.clock()
@@ -107,7 +110,7 @@ class Engine:
         try:
             with self.open_adapter(job.account) as adapter:
                 try:
-                    status, baseline = self._sync(job, adapter, runlog, confirm_deletions)
+                    status, baseline = self._sync(job, adapter, runlog, confirm_deletions, progress)
                 finally:
                     requests = adapter.requests_made
         except (AdapterError, NotFound, expand.ExpansionError, ValueError, OSError) as exc:
@@ -155,7 +158,8 @@ class Engine:
                 account=adapters.Account(connection.provider, connection.server_url, connection.remote_calendar,
                                          credentials))
 
-    def _sync(self, job: _Job, adapter: Adapter, runlog: RunLog, confirm: bool) -> tuple[RunStatus, bool]:
+    def _sync(self, job: _Job, adapter: Adapter, runlog: RunLog, confirm: bool,
+              progress: Progress | None) -> tuple[RunStatus, bool]:
         baseline = job.baseline
         try:
             delta = adapter.fetch(None if baseline else job.state, job.window)
@@ -171,7 +175,7 @@ class Engine:
         remote = {event.remote_id: event for event in delta.changed}
         applier = Applier(self.store, adapter, job.connection_id, remote, runlog, self.clock, job.sync_zone,
                           self.settings.sync_token_max_age_days)
-        applier.run(decided.actions)
+        applier.run(decided.actions, progress)
         if decided.held:
             return "held", baseline
         self._save_state(job, delta, baseline)
