@@ -9,29 +9,19 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from bridge import adapters
-from bridge.adapters.base import AdapterError, AuthExpired, RemoteCalendar
 from bridge.secrets import Secrets
 from bridge.settings import Settings
-from bridge.store import calendars, connections, items, mappings, migrate, users
+from bridge.store import calendars, connections, migrate, users
 from bridge.store.db import Store
-from bridge.store.models import Calendar, Connection, SyncRun, User
-from bridge.sync import backoff, mirror, scheduler
+from bridge.store.models import Calendar, Connection, SyncRun
+from bridge.sync import connection_admin, mirror
 from bridge.sync.engine import Engine
-
-MANUAL_LEASE_SECONDS = 3600  # a manual run holds off the scheduler for at most this long if it dies
-
-
-class ConnectionProblem(ValueError):
-    """The account cannot be used as given; the message says why in plain words."""
 
 
 def add_parsers(sub: Any) -> None:
@@ -117,21 +107,6 @@ def _password(args: argparse.Namespace) -> str:
     return getpass.getpass(f"password for {args.username}: ")
 
 
-def describe(error: AdapterError) -> str:
-    """An adapter failure in plain words, for the person who typed the account in."""
-    if isinstance(error, AuthExpired):
-        return f"the server refused the credentials ({error}); check the user name and the (app-specific) password"
-    return f"the server could not be used: {error}"
-
-
-def _test_account(account: adapters.Account) -> list[RemoteCalendar]:
-    try:
-        with adapters.open_adapter(account) as adapter:
-            return adapter.list_calendars()
-    except AdapterError as exc:
-        raise ConnectionProblem(describe(exc)) from exc
-
-
 def _calendar(session: Any, path: str) -> Calendar:
     login, _, slug = path.strip("/").partition("/")
     calendar = calendars.calendar_by_path(session, login, slug)
@@ -147,52 +122,33 @@ def _connection(session: Any, connection_id: int) -> Connection:
     return connection
 
 
-def _account(connection: Connection, secrets: Secrets) -> adapters.Account:
-    credentials = json.loads(secrets.decrypt(connection.credentials)) if connection.credentials else {}
-    return adapters.Account(connection.provider, connection.server_url, connection.remote_calendar, credentials)
-
-
 # -- commands -------------------------------------------------------------------------------------
 
 def _add(args: argparse.Namespace, settings: Settings) -> int:
-    options = parse_options(args.option)
+    options = connection_admin.initial_options(args.provider, parse_options(args.option))
     secrets = Secrets.from_settings(settings)
     password = _password(args)
-    credentials = {"username": args.username, "password": password} if args.username else {}
-    account = adapters.Account(args.provider, args.url, args.remote, credentials)
-    found = _test_account(account)
-    remote = args.remote
-    if not remote:
-        if len(found) != 1:
-            names = "\n".join(f"  {c.id}\t{c.name}" for c in found) or "  (none)"
-            raise ConnectionProblem(f"choose the remote calendar with --remote; the account has:\n{names}")
-        remote = found[0].id
-    chosen = next((c for c in found if c.id == remote), None)
-    if args.provider == "icloud" and "sync_timezone" not in options:
-        options["sync_timezone"] = adapters.SYNC_TIMEZONES.get("icloud")
+    account = connection_admin.new_account(args.provider, args.url, args.remote, args.username, password)
+    checked = connection_admin.check_new(account, hint="--remote")
     store = _store_of(settings)
     with store.write() as session:
         calendar = _calendar(session, args.calendar)
-        connection = connections.create_connection(session, calendar, args.provider, options)
-        connections.set_account(session, connection, server_url=args.url, remote_calendar=remote,
-                                remote_name=chosen.name if chosen else "",
-                                credentials=secrets.encrypt(json.dumps(credentials)) if credentials else "")
-        direction = "inbound" if args.provider in adapters.READ_ONLY else args.direction
-        connections.set_direction(session, connection, direction)
-        print(f"connection {connection.id}: {args.calendar} <-> {chosen.name if chosen else remote} ({direction})")
+        connection = connection_admin.create(session, calendar, args.provider, checked, server_url=args.url,
+                                             credentials=account.credentials, direction=args.direction, options=options,
+                                             secrets=secrets)
+        print(f"connection {connection.id}: {args.calendar} <-> {checked.remote_name or checked.remote_calendar} "
+              f"({connection.direction})")
     return 0
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     store = _store_of(settings)
     with store.read() as session:
-        query = (select(Connection, Calendar, User).join(Calendar, Connection.calendar_id == Calendar.id)
-                 .join(User, Calendar.owner_id == User.id).order_by(Connection.id))
-        if args.tenant:
-            query = query.where(Connection.tenant_id == users.tenant_by_name(session, args.tenant).id)
-        for connection, calendar, owner in session.execute(query).all():
-            last = session.scalar(select(SyncRun).where(SyncRun.connection_id == connection.id)
-                                  .order_by(SyncRun.id.desc()).limit(1))
+        tenant_id = users.tenant_by_name(session, args.tenant).id if args.tenant else None
+        found = connection_admin.listing(session, tenant_id)
+        last_runs = connection_admin.last_runs(session, [connection.id for connection, _, _ in found])
+        for connection, calendar, owner in found:
+            last = last_runs.get(connection.id)
             state = "disabled" if not connection.enabled else (
                 "needs attention" if connection.needs_attention else "enabled")
             ran = f"{last.status} at {last.started_at:%Y-%m-%d %H:%M}Z" if last else "never run"
@@ -204,8 +160,8 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 def _calendars(args: argparse.Namespace, settings: Settings) -> int:
     store = _store_of(settings)
     with store.read() as session:
-        account = _account(_connection(session, args.id), Secrets.from_settings(settings))
-    for remote in _test_account(account):
+        account = connection_admin.account_of(_connection(session, args.id), Secrets.from_settings(settings))
+    for remote in connection_admin.check_account(account):
         print(f"{remote.id}\t{remote.name}{'  (read-only)' if remote.read_only else ''}")
     return 0
 
@@ -216,19 +172,13 @@ def _set(args: argparse.Namespace, settings: Settings) -> int:
     with store.write() as session:
         connection = _connection(session, args.id)
         if args.direction:
-            if connection.provider in adapters.READ_ONLY and args.direction != "inbound":
-                raise ValueError("an ICS feed is read-only: its direction is inbound")
-            connections.set_direction(session, connection, args.direction)
+            connection_admin.set_direction(session, connection, args.direction)
         if args.remote:
             connections.set_account(session, connection, server_url=connection.server_url,
                                     remote_calendar=args.remote, credentials=connection.credentials)
         if options:
-            calendar = session.get(Calendar, connection.calendar_id)
-            assert calendar is not None
-            owner = session.get(User, calendar.owner_id)
-            assert owner is not None
-            change = mirror.change_options(session, connection, calendar, owner, options, datetime.now(UTC),
-                                           token_max_age_days=settings.sync_token_max_age_days)
+            change = connection_admin.change_options(session, connection, options, datetime.now(UTC),
+                                                     token_max_age_days=settings.sync_token_max_age_days)
             print(f"options: {change.rewritten} events rewritten, {change.removed} removed"
                   + ("; the next run is a baseline (no mails)" if change.baseline_due else ""))
         print(f"connection {connection.id} updated")
@@ -238,10 +188,7 @@ def _set(args: argparse.Namespace, settings: Settings) -> int:
 def _toggle(args: argparse.Namespace, settings: Settings) -> int:
     store = _store_of(settings)
     with store.write() as session:
-        connection = _connection(session, args.id)
-        connection.enabled = args.enabled
-        if args.enabled:
-            backoff.clear_attention(connection)
+        connection_admin.set_enabled(_connection(session, args.id), args.enabled)
     print(f"connection {args.id} {'enabled' if args.enabled else 'disabled'}")
     return 0
 
@@ -249,38 +196,20 @@ def _toggle(args: argparse.Namespace, settings: Settings) -> int:
 def _disconnect(args: argparse.Namespace, settings: Settings) -> int:
     store = _store_of(settings)
     with store.write() as session:
-        connection = _connection(session, args.id)
-        calendar = session.get(Calendar, connection.calendar_id)
-        assert calendar is not None
-        owner = session.get(User, calendar.owner_id)
-        assert owner is not None
-        calendars.lock_for_write(session, [(owner.login, calendar.slug)])
-        mirrored = items.of_origin(session, calendar.id, mirror.origin_of(connection))
-        for item in mirrored:
-            if args.remove_mirrored:
-                items.remove(session, calendar, item.href)
-            else:
-                item.origin = "client"  # no longer anyone's copy: the owner may change or delete them
-        mappings.forget_all(session, connection.id)
-        session.delete(connection)
+        mirrored = connection_admin.disconnect(session, _connection(session, args.id),
+                                               remove_mirrored=args.remove_mirrored)
     kept = "removed" if args.remove_mirrored else "kept as ordinary events"
-    print(f"connection {args.id} removed; {len(mirrored)} mirrored events {kept}")
+    print(f"connection {args.id} removed; {mirrored} mirrored events {kept}")
     return 0
 
 
 def _sync(args: argparse.Namespace, settings: Settings) -> int:
     store = _store_of(settings)
     engine = Engine(store, settings, Secrets.from_settings(settings))
-    trigger = "reset" if args.reset else "manual"
     with store.read() as session:
         _connection(session, args.id)
-    me = f"cli:{os.getpid()}"
-    if not scheduler.claim_one(store, args.id, me, datetime.now(UTC), MANUAL_LEASE_SECONDS):
-        raise ValueError(f"connection {args.id} is being synced right now; try again in a moment")
-    try:
-        outcome = engine.run(args.id, trigger=trigger, confirm_deletions=args.confirm_deletions)
-    finally:
-        scheduler.release(store, args.id, me)
+    outcome = connection_admin.sync_now(store, engine, args.id, f"cli:{os.getpid()}", datetime.now(UTC),
+                                        reset=args.reset, confirm_deletions=args.confirm_deletions)
     with store.read() as session:
         run = session.get(SyncRun, outcome.run_id)
         assert run is not None
@@ -299,8 +228,6 @@ def _log(args: argparse.Namespace, settings: Settings) -> int:
     store = _store_of(settings)
     with store.read() as session:
         _connection(session, args.id)
-        runs = session.scalars(select(SyncRun).where(SyncRun.connection_id == args.id)
-                               .order_by(SyncRun.id.desc()).limit(max(1, args.limit)))
-        for run in runs:
+        for run in connection_admin.runs(session, args.id, limit=args.limit):
             print(_run_line(run))
     return 0

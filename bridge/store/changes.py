@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.orm import Session
 
 from bridge.store.calendars import bump_counter
 from bridge.store.errors import InvalidSyncToken
-from bridge.store.models import Calendar, Change
+from bridge.store.models import Booking, Calendar, Change
 
 TOKEN_PREFIX = "http://calbridge.org/ns/sync/"
 PRUNE_EVERY = 256
@@ -59,6 +59,20 @@ def hrefs_changed(session: Session, calendar: Calendar, after: int, upto: int) -
         seen.pop(href, None)
         seen[href] = None
     return list(seen)
+
+
+def with_bookings(session: Session, calendar_id: int, after: int, upto: int,
+                  limit: int) -> list[tuple[Change, Booking | None]]:
+    """Changes numbered in (after, upto], oldest first, at most ``limit``, each with the booking
+    whose item it touched (None for other items): the booking engine's change feed."""
+    rows = session.execute(
+        select(Change, Booking)
+        .outerjoin(Booking, and_(Booking.calendar_id == Change.calendar_id, Booking.item_href == Change.href))
+        .where(Change.calendar_id == calendar_id, Change.number > after, Change.number <= upto)
+        .order_by(Change.number)
+        .limit(limit)
+    )
+    return [(change, booking) for change, booking in rows]
 
 
 def prune(session: Session, calendar: Calendar, older_than: datetime) -> None:

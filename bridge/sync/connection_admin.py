@@ -1,0 +1,234 @@
+"""Managing connections: what ``calbridge connection …``, ``sync`` and ``log`` and /api/v1/connections share.
+
+Adding a connection tests the account first (the adapter lists the account's calendars), so a
+wrong password or URL is reported at once, in plain words (:class:`ConnectionProblem`), before
+anything is stored. The network part (:func:`check_new`) runs outside any transaction; the store
+part (:func:`create`) in the caller's. A manual run takes the connection's lease like a worker
+does (:func:`sync_now`), so it never overlaps a scheduled run or another manual one.
+
+Callers own the transactions and decide who may touch which connection (the CLI any, the API only
+its tenant's); nothing here commits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bridge import adapters
+from bridge.adapters.base import AdapterError, AuthExpired, RemoteCalendar
+from bridge.secrets import Secrets
+from bridge.store import calendars, connections, items, mappings
+from bridge.store.db import Store
+from bridge.store.models import Calendar, Connection, SyncRun, User
+from bridge.sync import backoff, mirror, scheduler
+from bridge.sync.engine import Engine, Progress
+from bridge.sync.outcome import RunOutcome
+
+MANUAL_LEASE_SECONDS = 3600  # a manual run holds off the scheduler for at most this long if it dies
+PROVIDERS = tuple(sorted(adapters.BUILDERS))  # the providers this build can sync
+Account = adapters.Account
+
+
+class ConnectionProblem(ValueError):
+    """The account cannot be used as given; the message says why in plain words."""
+
+
+class RemoteCalendarNeeded(ConnectionProblem):
+    """The account has several calendars (or none) and none was chosen."""
+
+    def __init__(self, found: Sequence[RemoteCalendar], hint: str) -> None:
+        names = "\n".join(f"  {c.id}\t{c.name}" for c in found) or "  (none)"
+        super().__init__(f"choose the remote calendar with {hint}; the account has:\n{names}")
+        self.found = list(found)
+
+
+class SyncInProgress(ValueError):
+    """A run of the connection holds its lease (a scheduled or another manual one)."""
+
+    def __init__(self, connection_id: int) -> None:
+        super().__init__(f"connection {connection_id} is being synced right now; try again in a moment")
+        self.connection_id = connection_id
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What the account test found: the remote calendar to sync and its display name."""
+
+    remote_calendar: str
+    remote_name: str
+
+
+# -- the account ----------------------------------------------------------------------------------
+
+def describe(error: AdapterError) -> str:
+    """An adapter failure in plain words, for the person who typed the account in."""
+    if isinstance(error, AuthExpired):
+        return f"the server refused the credentials ({error}); check the user name and the (app-specific) password"
+    return f"the server could not be used: {error}"
+
+
+def check_account(account: adapters.Account) -> list[RemoteCalendar]:
+    """The account's calendars; :class:`ConnectionProblem` when the provider cannot be reached or used."""
+    try:
+        with adapters.open_adapter(account) as adapter:
+            return adapter.list_calendars()
+    except AdapterError as exc:
+        raise ConnectionProblem(describe(exc)) from exc
+
+
+def check_new(account: adapters.Account, *, hint: str) -> Checked:
+    """Test a new connection's account and settle its remote calendar: the one given, else the
+    account's only one (:class:`RemoteCalendarNeeded` names them when there are several or none;
+    ``hint`` says how to choose: an option or a field name)."""
+    found = check_account(account)
+    remote = account.remote_calendar
+    if not remote:
+        if len(found) != 1:
+            raise RemoteCalendarNeeded(found, hint)
+        remote = found[0].id
+    chosen = next((c for c in found if c.id == remote), None)
+    return Checked(remote, chosen.name if chosen is not None else "")
+
+
+def new_account(provider: str, url: str, remote_calendar: str, username: str, password: str) -> adapters.Account:
+    """The account of a connection to be added; credentials only with a user name (a feed may need none)."""
+    credentials = {"username": username, "password": password} if username else {}
+    return adapters.Account(provider, url, remote_calendar, credentials)
+
+
+def is_read_only(provider: str) -> bool:
+    return provider in adapters.READ_ONLY
+
+
+def account_of(connection: Connection, secrets: Secrets) -> adapters.Account:
+    credentials = json.loads(secrets.decrypt(connection.credentials)) if connection.credentials else {}
+    return adapters.Account(connection.provider, connection.server_url, connection.remote_calendar, credentials)
+
+
+# -- changes --------------------------------------------------------------------------------------
+
+def initial_options(provider: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Validated options of a new connection, with the provider's sync time zone unless one is given."""
+    chosen = mirror.validate_options(options)
+    zone = adapters.SYNC_TIMEZONES.get(provider)
+    if zone is not None and "sync_timezone" not in chosen:
+        chosen["sync_timezone"] = zone
+    return chosen
+
+
+READ_ONLY_DIRECTION = "an ICS feed is read-only: its direction is inbound"
+
+
+def direction_for(provider: str, direction: str | None) -> str:
+    """The direction a new connection of ``provider`` gets: read-only providers only receive."""
+    if direction is not None and direction not in connections.DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(connections.DIRECTIONS)}")
+    return "inbound" if provider in adapters.READ_ONLY else direction or "both"
+
+
+def create(session: Session, calendar: Calendar, provider: str, checked: Checked, *, server_url: str,
+           credentials: Mapping[str, str], direction: str | None, options: Mapping[str, Any],
+           secrets: Secrets) -> Connection:
+    """Store a connection whose account :func:`check_new` accepted; the credentials are encrypted.
+    A read-only provider's connection is inbound whatever ``direction`` says (:func:`direction_for`)."""
+    connection = connections.create_connection(session, calendar, provider, dict(options))
+    connections.set_account(session, connection, server_url=server_url, remote_calendar=checked.remote_calendar,
+                            remote_name=checked.remote_name,
+                            credentials=secrets.encrypt(json.dumps(dict(credentials))) if credentials else "")
+    connections.set_direction(session, connection, direction_for(provider, direction))
+    return connection
+
+
+def set_direction(session: Session, connection: Connection, direction: str) -> None:
+    if connection.provider in adapters.READ_ONLY and direction != "inbound":
+        raise ValueError(READ_ONLY_DIRECTION)
+    connections.set_direction(session, connection, direction)
+
+
+def set_enabled(connection: Connection, enabled: bool) -> None:
+    """Pause or resume; resuming also clears a needs-attention mark (the owner acted) and makes it due."""
+    connection.enabled = enabled
+    if enabled:
+        backoff.clear_attention(connection)
+
+
+def change_options(session: Session, connection: Connection, options: Mapping[str, Any], now: datetime, *,
+                   token_max_age_days: int) -> mirror.OptionChange:
+    """Set some options (:func:`bridge.sync.mirror.change_options`); ValueError before any change."""
+    calendar, owner = calendar_of(session, connection)
+    return mirror.change_options(session, connection, calendar, owner, options, now,
+                                 token_max_age_days=token_max_age_days)
+
+
+def disconnect(session: Session, connection: Connection, *, remove_mirrored: bool) -> int:
+    """Remove the connection; its mirrored items are removed or become ordinary (client) items that
+    the owner may change. Returns how many mirrored items there were."""
+    calendar, owner = calendar_of(session, connection)
+    calendars.lock_for_write(session, [(owner.login, calendar.slug)])
+    mirrored = items.of_origin(session, calendar.id, mirror.origin_of(connection))
+    for item in mirrored:
+        if remove_mirrored:
+            items.remove(session, calendar, item.href)
+        else:
+            item.origin = "client"  # no longer anyone's copy: the owner may change or delete them
+    mappings.forget_all(session, connection.id)
+    session.delete(connection)
+    session.flush()
+    return len(mirrored)
+
+
+def sync_now(store: Store, engine: Engine, connection_id: int, runner: str, now: datetime, *, reset: bool = False,
+             confirm_deletions: bool = False, progress: Progress | None = None) -> RunOutcome:
+    """One manual run under the connection's lease (``runner`` names the holder); :class:`SyncInProgress`
+    while another run holds it, and the engine's ``ConnectionDisabled`` for a disabled connection.
+    ``reset`` forgets the sync state first: a full resync, without duplicates and without mails."""
+    if not scheduler.claim_one(store, connection_id, runner, now, MANUAL_LEASE_SECONDS):
+        raise SyncInProgress(connection_id)
+    try:
+        return engine.run(connection_id, trigger="reset" if reset else "manual", confirm_deletions=confirm_deletions,
+                          progress=progress)
+    finally:
+        scheduler.release(store, connection_id, runner)
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+def calendar_of(session: Session, connection: Connection) -> tuple[Calendar, User]:
+    calendar = session.get(Calendar, connection.calendar_id)
+    assert calendar is not None  # the foreign key cascades
+    owner = session.get(User, calendar.owner_id)
+    assert owner is not None
+    return calendar, owner
+
+
+def listing(session: Session, tenant_id: int | None = None) -> list[tuple[Connection, Calendar, User]]:
+    """Connections (of one tenant, if given) with their calendar and its owner, oldest first."""
+    query = (select(Connection, Calendar, User).join(Calendar, Connection.calendar_id == Calendar.id)
+             .join(User, Calendar.owner_id == User.id).order_by(Connection.id))
+    if tenant_id is not None:
+        query = query.where(Connection.tenant_id == tenant_id)
+    return [(connection, calendar, owner) for connection, calendar, owner in session.execute(query)]
+
+
+def last_runs(session: Session, connection_ids: Sequence[int]) -> dict[int, SyncRun]:
+    """The newest run of each of these connections (those never run are missing), in one query."""
+    if not connection_ids:
+        return {}
+    newest = (select(func.max(SyncRun.id)).where(SyncRun.connection_id.in_(list(connection_ids)))
+              .group_by(SyncRun.connection_id))
+    return {run.connection_id: run for run in session.scalars(select(SyncRun).where(SyncRun.id.in_(newest)))}
+
+
+def runs(session: Session, connection_id: int, *, limit: int, before: int | None = None) -> list[SyncRun]:
+    """The sync log of a connection, newest first; ``before`` (a run id) pages back."""
+    query = select(SyncRun).where(SyncRun.connection_id == connection_id)
+    if before is not None:
+        query = query.where(SyncRun.id < before)
+    return list(session.scalars(query.order_by(SyncRun.id.desc()).limit(max(1, limit))))
