@@ -10,6 +10,8 @@ import httpx
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
+from bridge.store import connections
+from bridge.store.models import Calendar
 from bridge.web.api import create_api
 from bridge.web.api.openapi import document
 from tests.conftest import Bridge
@@ -35,6 +37,10 @@ def test_a_token_of_tenant_a_gets_404_for_every_object_of_tenant_b(bridge: Bridg
         booking = b.post("/bookings", headers={"Idempotency-Key": "b1"}, json={
             "calendar": theirs, "start": "2026-12-07T09:00:00Z", "end": "2026-12-07T10:00:00Z",
             "customer": {"name": "Kunde B", "email": "kunde@example.com"}}).json()["id"]
+    with bridge.store.write() as session:
+        calendar = session.get(Calendar, theirs)
+        assert calendar is not None
+        connection = connections.create_connection(session, calendar, "caldav").id
 
     cases: dict[tuple[str, str], Callable[[httpx.Client], httpx.Response]] = {
         ("POST", "/freebusy"): lambda a: a.post("/freebusy", json={"calendars": [theirs], **WINDOW}),
@@ -52,12 +58,22 @@ def test_a_token_of_tenant_a_gets_404_for_every_object_of_tenant_b(bridge: Bridg
         ("POST", "/calendars"): lambda a: a.post("/calendars", json={"owner": "bert", "slug": "new"}),
         ("GET", "/users/{login}"): lambda a: a.get("/users/bert"),
         ("DELETE", "/users/{login}"): lambda a: a.delete("/users/bert"),
+        ("POST", "/connections"): lambda a: a.post("/connections", json={  # 404 before any request goes out
+            "calendar": theirs, "provider": "caldav", "url": "http://127.0.0.1:9/"}),
+        ("GET", "/connections/{connection_id:int}"): lambda a: a.get(f"/connections/{connection}"),
+        ("PATCH", "/connections/{connection_id:int}"): lambda a: a.patch(f"/connections/{connection}",
+                                                                        json={"enabled": False}),
+        ("DELETE", "/connections/{connection_id:int}"): lambda a: a.delete(f"/connections/{connection}"),
+        ("POST", "/connections/{connection_id:int}/sync"): lambda a: a.post(f"/connections/{connection}/sync"),
+        ("GET", "/connections/{connection_id:int}/runs"): lambda a: a.get(f"/connections/{connection}/runs"),
     }
     listings: dict[tuple[str, str], Callable[[httpx.Client], httpx.Response]] = {
         ("GET", "/calendars"): lambda a: a.get("/calendars"),
         ("GET", "/users"): lambda a: a.get("/users"),
         ("POST", "/users"): lambda a: a.post("/users", json={"login": "bert", "email": "x@example.org",
                                                              "password": "long enough pw"}),
+        ("GET", "/connections"): lambda a: a.get("/connections"),
+        ("GET", "/changes"): lambda a: a.get("/changes"),
     }
     assert set(cases) | set(listings) | PUBLIC == _routes(bridge)
 
@@ -68,6 +84,8 @@ def test_a_token_of_tenant_a_gets_404_for_every_object_of_tenant_b(bridge: Bridg
             assert answer.headers["content-type"] == "application/problem+json"
         assert [c["owner"] for c in listings["GET", "/calendars"](a).json()["calendars"]] == ["anna"]
         assert [u["login"] for u in listings["GET", "/users"](a).json()["users"]] == ["anna"]
+        assert listings["GET", "/connections"](a).json()["connections"] == []
+        assert listings["GET", "/changes"](a).json()["changes"] == []
         # Logins are CalDAV paths, unique across the installation: taken, but nothing of B is shown.
         taken = listings["POST", "/users"](a)
         assert taken.status_code == 409 and "x@example.org" not in taken.text
@@ -75,6 +93,8 @@ def test_a_token_of_tenant_a_gets_404_for_every_object_of_tenant_b(bridge: Bridg
         still = b.get(f"/bookings/{booking}").json()
         assert still["status"] == "confirmed" and still["start"] == "2026-12-07T09:00:00Z"
         assert b.get(f"/calendars/{theirs}").status_code == 200
+        assert b.get(f"/connections/{connection}").json()["enabled"]
+        assert len(b.get("/changes").json()["changes"]) == 1
 
 
 def test_the_openapi_document_is_valid_and_describes_exactly_the_routes(bridge: Bridge) -> None:
