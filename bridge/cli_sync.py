@@ -53,7 +53,8 @@ def add_parsers(sub: Any) -> None:
     change.add_argument("id", type=int)
     change.add_argument("--direction", choices=connections.DIRECTIONS)
     change.add_argument("--remote", help="sync another calendar of the account (starts from a baseline)")
-    change.add_argument("--option", action="append", default=[], metavar="NAME=VALUE")
+    change.add_argument("option", nargs="*", default=[], metavar="NAME=VALUE",
+                        help=f"a rule option ({', '.join(mirror.OPTION_KEYS)})")
     change.set_defaults(run=_set)
 
     for name, enabled in (("enable", True), ("disable", False)):
@@ -69,10 +70,13 @@ def add_parsers(sub: Any) -> None:
 
     sync = sub.add_parser("sync", help="sync one connection now and print the run")
     sync.add_argument("id", type=int)
-    sync.add_argument("--reset", action="store_true",
-                      help="reset the sync token: a full resync, without duplicates and without mails")
     sync.add_argument("--confirm-deletions", action="store_true", help="apply deletions a previous run held back")
-    sync.set_defaults(run=_sync)
+    sync.set_defaults(run=_sync, reset=False)
+
+    reset = sub.add_parser("reset-token", help="reset a connection's sync token: a full resync now, without "
+                                               "duplicates and without mails")
+    reset.add_argument("id", type=int)
+    reset.set_defaults(run=_sync, reset=True, confirm_deletions=False)
 
     log = sub.add_parser("log", help="the sync log of a connection, newest first")
     log.add_argument("id", type=int)
@@ -195,7 +199,10 @@ def _toggle(args: argparse.Namespace, settings: Settings) -> int:
 
 def _disconnect(args: argparse.Namespace, settings: Settings) -> int:
     store = _store_of(settings)
-    with store.write() as session:
+    with store.read() as session:
+        _connection(session, args.id)
+    with connection_admin.leased(store, args.id, f"cli:{os.getpid()}", datetime.now(UTC)), \
+            store.write() as session:
         mirrored = connection_admin.disconnect(session, _connection(session, args.id),
                                                remove_mirrored=args.remove_mirrored)
     kept = "removed" if args.remove_mirrored else "kept as ordinary events"
@@ -208,13 +215,25 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
     engine = Engine(store, settings, Secrets.from_settings(settings))
     with store.read() as session:
         _connection(session, args.id)
-    outcome = connection_admin.sync_now(store, engine, args.id, f"cli:{os.getpid()}", datetime.now(UTC),
-                                        reset=args.reset, confirm_deletions=args.confirm_deletions)
+    bar = _progress_bar if sys.stderr.isatty() else None
+    try:
+        outcome = connection_admin.sync_now(store, engine, args.id, f"cli:{os.getpid()}", datetime.now(UTC),
+                                            reset=args.reset, confirm_deletions=args.confirm_deletions,
+                                            progress=bar)
+    finally:
+        if bar is not None:
+            print(file=sys.stderr)
     with store.read() as session:
         run = session.get(SyncRun, outcome.run_id)
         assert run is not None
         print(_run_line(run))
     return 0 if outcome.status in ("ok", "held") else 1
+
+
+def _progress_bar(done: int, total: int, width: int = 30) -> None:
+    """The applied share of a run's actions on one terminal line (fetching comes before the first call)."""
+    filled = width * done // max(total, 1)
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="", file=sys.stderr, flush=True)
 
 
 def _run_line(run: SyncRun) -> str:

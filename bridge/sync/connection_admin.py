@@ -13,7 +13,8 @@ its tenant's); nothing here commits.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -189,13 +190,21 @@ def sync_now(store: Store, engine: Engine, connection_id: int, runner: str, now:
     """One manual run under the connection's lease (``runner`` names the holder); :class:`SyncInProgress`
     while another run holds it, and the engine's ``ConnectionDisabled`` for a disabled connection.
     ``reset`` forgets the sync state first: a full resync, without duplicates and without mails."""
+    with leased(store, connection_id, runner, now):
+        return engine.run(connection_id, trigger="reset" if reset else "manual", confirm_deletions=confirm_deletions,
+                          progress=progress)
+
+
+@contextmanager
+def leased(store: Store, connection_id: int, runner: str, now: datetime) -> Iterator[None]:
+    """Hold the connection's lease for a manual action (a run, a disconnect), so no scheduled run
+    writes beside it; :class:`SyncInProgress` while another holder has it."""
     if not scheduler.claim_one(store, connection_id, runner, now, MANUAL_LEASE_SECONDS):
         raise SyncInProgress(connection_id)
     try:
-        return engine.run(connection_id, trigger="reset" if reset else "manual", confirm_deletions=confirm_deletions,
-                          progress=progress)
+        yield
     finally:
-        scheduler.release(store, connection_id, runner)
+        scheduler.release(store, connection_id, runner)  # a no-op once the row is gone
 
 
 # -- reading --------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def test_a_connection_from_add_to_disconnect(server: DavServer, calendar: str, e
     assert len(texts) == 2 and not any("Geheim" in text for text in texts)
     code, out, _ = run(monkeypatch, capsys, "connection", "list")
     assert "\tcaldav\t" in out and "ok at" in out
-    code, out, _ = run(monkeypatch, capsys, "sync", "1", "--reset")
+    code, out, _ = run(monkeypatch, capsys, "reset-token", "1")
     assert code == 0 and "\treset\tok\tbaseline\t" in out
     code, out, _ = run(monkeypatch, capsys, "log", "1")
     assert len(out.strip().splitlines()) == 2 and out.index("reset") < out.index("manual")
@@ -96,7 +96,7 @@ def test_a_connection_from_add_to_disconnect(server: DavServer, calendar: str, e
     assert code == 0 and "1 connections synced" in err
     with store.read() as session:
         assert len(list(session.scalars(select(Item)))) == 3
-    code, out, _ = run(monkeypatch, capsys, "connection", "set", "1", "--option", "no_personal_data=true")
+    code, out, _ = run(monkeypatch, capsys, "connection", "set", "1", "no_personal_data=true")
     assert code == 0 and "2 events rewritten" in out
     code, out, _ = run(monkeypatch, capsys, "connection", "disconnect", "1")
     assert code == 0 and "3 mirrored events kept as ordinary events" in out

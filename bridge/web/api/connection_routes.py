@@ -30,7 +30,7 @@ from starlette.routing import Route
 from bridge.secrets import Secrets
 from bridge.store import connections
 from bridge.store.models import Calendar, Connection, SyncRun, User
-from bridge.sync import connection_admin, mirror, scheduler
+from bridge.sync import connection_admin, mirror
 from bridge.sync.connection_admin import ConnectionProblem, RemoteCalendarNeeded, SyncInProgress
 from bridge.sync.engine import ConnectionDisabled, Engine
 from bridge.web.api.auth import caller, require_admin
@@ -339,16 +339,13 @@ def _disconnect(api: Api, tenant_id: int, connection_id: int, remove: bool) -> d
     """Under the lease, so that no run writes items for a connection that is going away."""
     with api.store.read() as session:
         _connection(session, tenant_id, connection_id)
-    runner = _runner()
-    if not scheduler.claim_one(api.store, connection_id, runner, datetime.now(UTC),
-                               connection_admin.MANUAL_LEASE_SECONDS):
-        raise _in_progress(api, tenant_id, connection_id)
     try:
-        with api.store.write() as session:
+        with connection_admin.leased(api.store, connection_id, _runner(), datetime.now(UTC)), \
+                api.store.write() as session:
             mirrored = connection_admin.disconnect(session, _connection(session, tenant_id, connection_id),
                                                    remove_mirrored=remove)
-    finally:
-        scheduler.release(api.store, connection_id, runner)  # a no-op once the row is gone
+    except SyncInProgress as exc:
+        raise _in_progress(api, tenant_id, connection_id) from exc
     return {"id": connection_id, "mirrored_items": mirrored, "mirrored_removed": remove}
 
 
