@@ -24,7 +24,7 @@ import logging
 import zoneinfo
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -43,7 +43,7 @@ from bridge.adapters.base import (
     TokenInvalid,
     Window,
 )
-from bridge.secrets import Secrets
+from bridge.secrets import SecretError, Secrets
 from bridge.settings import Settings
 from bridge.store import mappings
 from bridge.store.db import Store
@@ -108,7 +108,7 @@ class Engine:
         requests = 0
         baseline = job.baseline
         try:
-            with self.open_adapter(job.account) as adapter:
+            with self.open_adapter(self._account(job)) as adapter:
                 try:
                     status, baseline = self._sync(job, adapter, runlog, confirm_deletions, progress)
                 finally:
@@ -146,7 +146,6 @@ class Engine:
                           started_at=now, status="running", baseline=baseline)
             session.add(row)
             session.flush()
-            credentials = json.loads(self.secrets.decrypt(connection.credentials)) if connection.credentials else {}
             options = options_for(connection, calendar, owner)
             read_only = connection.provider in adapters.READ_ONLY
             return _Job(
@@ -155,8 +154,13 @@ class Engine:
                 window=Window(now - timedelta(days=connection.window_past_days),
                               now + timedelta(days=connection.window_future_days)),
                 sync_zone=options.sync_timezone, zone=options.sync_timezone or calendar.timezone,
-                account=adapters.Account(connection.provider, connection.server_url, connection.remote_calendar,
-                                         credentials))
+                provider=connection.provider, server_url=connection.server_url,
+                remote_calendar=connection.remote_calendar, credentials=connection.credentials)
+
+    def _account(self, job: _Job) -> adapters.Account:
+        """The account with its credentials decrypted, inside the run (a key that does not fit fails the run)."""
+        credentials = json.loads(self.secrets.decrypt(job.credentials)) if job.credentials else {}
+        return adapters.Account(job.provider, job.server_url, job.remote_calendar, credentials)
 
     def _sync(self, job: _Job, adapter: Adapter, runlog: RunLog, confirm: bool,
               progress: Progress | None) -> tuple[RunStatus, bool]:
@@ -242,7 +246,10 @@ class _Job:
     window: Window
     sync_zone: str | None  # the option as set: None keeps the item's own zones when pushing
     zone: str  # where floating times are read: the sync zone, else the calendar's
-    account: adapters.Account
+    provider: str
+    server_url: str
+    remote_calendar: str
+    credentials: str = field(repr=False)  # encrypted
 
 
 def _version(event: RemoteEvent, zone: zoneinfo.ZoneInfo, window: Window) -> RemoteVersion:
@@ -293,6 +300,6 @@ def _close_interrupted(session: Session, connection_id: int, now: datetime) -> N
 
 def _plain_words(error: BaseException) -> str:
     """The error for the log: adapters' messages hold no event content by contract; others give their class."""
-    if isinstance(error, AdapterError | NotFound):
+    if isinstance(error, AdapterError | NotFound | SecretError):
         return str(error)[:500]
     return f"internal error ({type(error).__name__})"

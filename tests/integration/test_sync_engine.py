@@ -407,3 +407,10 @@ def test_the_sync_log_forgets_old_runs_but_never_the_newest(world: World) -> Non
     with world.store.read() as session:
         started = list(session.scalars(select(SyncRun.started_at).where(SyncRun.connection_id == world.connection_id)))
     assert started == [later]
+
+
+def test_credentials_under_a_key_no_longer_configured_fail_the_run_in_plain_words(world: World) -> None:
+    world.set(credentials=Secrets([new_key()]).encrypt('{"username": "x", "password": "y"}'))
+    outcome = world.sync()
+    assert outcome.status == "failed" and outcome.error_class == "SecretError"
+    assert "configured keys" in (world.last_run().error_message or "")
