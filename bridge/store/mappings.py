@@ -28,9 +28,10 @@ class MappingValues:
 
 
 def of_connection(session: Session, connection_id: int) -> list[MappingValues]:
-    rows = session.scalars(select(Mapping).where(Mapping.connection_id == connection_id))
-    return [MappingValues(r.item_href, r.remote_id, r.remote_etag, r.local_etag, r.content_hash, r.owner)
-            for r in rows]
+    """Every row of the connection, read as plain columns (every run reads them all)."""
+    rows = session.execute(select(Mapping.item_href, Mapping.remote_id, Mapping.remote_etag, Mapping.local_etag,
+                                  Mapping.content_hash, Mapping.owner).where(Mapping.connection_id == connection_id))
+    return [MappingValues(*row) for row in rows]
 
 
 def save(session: Session, connection: Connection, values: MappingValues) -> None:
