@@ -50,6 +50,7 @@ from bridge.store.db import Store
 from bridge.store.errors import NotFound
 from bridge.store.models import UNBOUNDED, Calendar, Connection, Item, SyncRun, User
 from bridge.sync import backoff
+from bridge.sync import checkpoint as checkpoints
 from bridge.sync.apply import Applier
 from bridge.sync.content import content_hash, push_form
 from bridge.sync.mirror import href_for, options_for
@@ -150,7 +151,8 @@ class Engine:
             read_only = connection.provider in adapters.READ_ONLY
             return _Job(
                 run_id=row.id, connection_id=connection.id, calendar_id=calendar.id, baseline=baseline,
-                state=connection.sync_state, direction="inbound" if read_only else connection.direction,
+                saved=checkpoints.decode(connection.sync_state),
+                direction="inbound" if read_only else connection.direction,
                 window=Window(now - timedelta(days=connection.window_past_days),
                               now + timedelta(days=connection.window_future_days)),
                 sync_zone=options.sync_timezone, zone=options.sync_timezone or calendar.timezone,
@@ -166,14 +168,20 @@ class Engine:
               progress: Progress | None) -> tuple[RunStatus, bool]:
         baseline = job.baseline
         try:
-            delta = adapter.fetch(None if baseline else job.state, job.window)
+            delta = adapter.fetch(None if baseline else job.saved.adapter_state, job.window)
         except TokenInvalid:
             runlog.token_invalid = True
             baseline = True
             delta = adapter.fetch(None, job.window)
         runlog.fetched = len(delta.changed)
         runlog.remote_deleted = len(delta.deleted)
-        decided = self._plan(job, delta, baseline, confirm)
+        quiet = not (baseline or delta.complete or delta.changed or delta.deleted)
+        if quiet and self._nothing_changed_here(job):
+            self._save_state(job, delta, baseline, job.saved.local_counter, job.saved.planned_at)
+            runlog.count("plan_skipped")
+            return "ok", baseline
+        planned_at = self.clock()
+        decided, counter = self._plan(job, delta, baseline, confirm)
         for held in decided.held_deletions:
             runlog.hold(type(held).__name__, held.item_href)
         remote = {event.remote_id: event for event in delta.changed}
@@ -182,14 +190,21 @@ class Engine:
         applier.run(decided.actions, progress)
         if decided.held:
             return "held", baseline
-        self._save_state(job, delta, baseline)
+        self._save_state(job, delta, baseline, counter, planned_at)
         return ("partial" if runlog.counts["errors"] else "ok"), baseline
 
-    def _plan(self, job: _Job, delta: Delta, baseline: bool, confirm: bool) -> Plan:
+    def _nothing_changed_here(self, job: _Job) -> bool:
+        with self.store.read() as session:
+            counter = session.scalar(select(Calendar.change_counter).where(Calendar.id == job.calendar_id))
+        return counter is not None and job.saved.allows_skip(counter, job.direction, self.clock())
+
+    def _plan(self, job: _Job, delta: Delta, baseline: bool, confirm: bool) -> tuple[Plan, int]:
+        """The plan, and the calendar's change counter as of the items it was made from."""
         zone = zoneinfo.ZoneInfo(job.zone)
         with self.store.read() as session:
             if session.get(Connection, job.connection_id) is None:
                 raise NotFound("connection", str(job.connection_id))
+            counter = session.scalar(select(Calendar.change_counter).where(Calendar.id == job.calendar_id)) or 0
             rows = mappings.of_connection(session, job.connection_id)
             by_href = {row.item_href: row for row in rows}
             local = list(_local_items(session, job, by_href, zone))
@@ -201,14 +216,16 @@ class Engine:
                                     for r in rows],
                     connection_id=job.connection_id, mirror_href=partial(href_for, job.connection_id),
                     direction=job.direction,  # type: ignore[arg-type]
-                    baseline=baseline, confirm_deletions=confirm)
+                    baseline=baseline, confirm_deletions=confirm), counter
 
-    def _save_state(self, job: _Job, delta: Delta, baseline: bool) -> None:
+    def _save_state(self, job: _Job, delta: Delta, baseline: bool, counter: int | None,
+                    planned_at: datetime | None) -> None:
         with self.store.write() as session:
             connection = session.get(Connection, job.connection_id)
             if connection is None:
                 return
-            connection.sync_state = delta.state
+            connection.sync_state = checkpoints.encode(checkpoints.Checkpoint(delta.state, counter, job.direction,
+                                                                              planned_at))
             if baseline:
                 connection.baseline_due = False
 
@@ -241,7 +258,7 @@ class _Job:
     connection_id: int
     calendar_id: int
     baseline: bool
-    state: str | None
+    saved: checkpoints.Checkpoint  # the adapter's state and what the last plan saw
     direction: str
     window: Window
     sync_zone: str | None  # the option as set: None keeps the item's own zones when pushing

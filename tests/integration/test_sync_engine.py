@@ -414,3 +414,32 @@ def test_credentials_under_a_key_no_longer_configured_fail_the_run_in_plain_word
     outcome = world.sync()
     assert outcome.status == "failed" and outcome.error_class == "SecretError"
     assert "configured keys" in (world.last_run().error_message or "")
+
+
+def test_a_quiet_run_skips_planning_but_never_misses_a_change_made_here(world: World) -> None:
+    world.put_remote("a.ics", ics("a@provider", day(7)))
+    world.sync()
+    world.sync()  # plans once more: the first run's own writes moved the calendar's counter
+    world.sync()
+    assert world.counts().get("plan_skipped") == 1 and world.last_run().requests == 1
+    world.book(day(9))
+    world.sync()
+    assert "plan_skipped" not in world.counts() and world.counts()["out"] == {"created": 1}
+    world.sync()
+    world.sync()
+    world.set(direction="inbound")
+    world.sync()
+    assert "plan_skipped" not in world.counts()
+
+
+def test_the_window_rolls_even_when_nothing_changes(world: World) -> None:
+    far = NOW + timedelta(days=600)  # beyond the 548 days ahead the window reaches
+    world.book(far)
+    world.sync()
+    world.sync()
+    world.sync()
+    assert world.remote_events() == {}
+    world.engine = Engine(world.engine.store, world.engine.settings, world.engine.secrets,
+                          clock=lambda: NOW + timedelta(days=60))
+    world.sync()
+    assert len(world.remote_events()) == 1
