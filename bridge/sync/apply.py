@@ -138,6 +138,8 @@ class Applier:
         event = self._listed(remote_id)
         with self.store.write() as session:
             rows = self._rows(session)
+            current = items.by_href(session, rows.calendar.id, item_href)
+            etag_before = current.etag if current is not None else None
             stored = mirror.store_remote(session, rows.connection, rows.calendar, rows.owner, event.calendar,
                                          remote_id, self.clock(), token_max_age_days=self.token_max_age_days)
             mappings.save(session, rows.connection, MappingValues(
@@ -145,7 +147,7 @@ class Applier:
                 self._remote_hash(event, rows.calendar), "remote"))
         if stored is None:
             self.log.count("in.dropped")
-        else:
+        elif stored.etag != etag_before:  # a baseline re-ingests unchanged events: the store wrote nothing
             self.log.count("in.created" if created else "in.updated")
 
     def _MirrorCreate(self, action: MirrorCreate) -> None:
