@@ -10,9 +10,6 @@ an incremental run and of a baseline, after the fetch, after each kind of remote
 saved (the next run converges); and fail-closed answers to an upstream failing with 500 or 401, an emptied
 calendar and a 90 % deletion (nothing mirrored or busy goes away until confirmed).
 
-Known engine bug, kept as a strict xfail on Xandikos: an event pushed in one run and deleted remotely
-before the next is never seen as deleted there (see the test's reason).
-
 Matrix: every scenario runs per provider (Radicale and Xandikos today) and per store (SQLite and
 PostgreSQL), except the 500-event reset, which runs on Radicale only (on both stores): creating 500 events
 costs a Xandikos git commit each, and the scenario checks the engine, not the server.
@@ -355,13 +352,9 @@ def test_both_sides_changed_the_owner_wins_and_the_log_counts_the_conflicts(worl
     assert_quiet(world)
 
 
-def test_events_pushed_in_one_run_and_deleted_remotely_before_the_next_are_seen_as_deleted(
-        world: World, request: pytest.FixtureRequest) -> None:
-    if world.driver.name == "xandikos":
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "engine bug: the state saved after a run predates the run's own pushes, and Xandikos reports the "
-            "net difference since a token, leaving out a member created and removed since then; so the deletion "
-            "of an event pushed in the last run is never seen (the booking stays confirmed)")))
+def test_events_pushed_in_one_run_and_deleted_remotely_before_the_next_are_seen_as_deleted(world: World) -> None:
+    """Xandikos reports only the net difference since a token: the engine must save a token that
+    postdates its own pushes, or this deletion is never reported."""
     public_id = world.book(at(9, 10))
     world.put_client("tb.ics", single("team@thunderbird", at(10, 8), summary="Teamrunde"))
     sync_ok(world)
