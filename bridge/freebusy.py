@@ -13,7 +13,7 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import icalendar
 from sqlalchemy.orm import Session
@@ -37,29 +37,53 @@ class BusyPeriod(NamedTuple):
     origin: str  # booking | client | connection:<id>
 
 
+class StoredBusy(NamedTuple):
+    """A busy instance of one calendar as read, times in the store's form (``items.StoredTimes``):
+    they compare and sort like instants, and only the answered ones become text or datetimes."""
+
+    start: Any
+    end: Any
+    busy: str
+    item_id: int
+    origin: str
+
+
 def busy_periods(session: Session, calendars: Sequence[Calendar], start: datetime,
                  end: datetime) -> dict[int, list[BusyPeriod]]:
     """Busy instances of each calendar over [start, end), sorted by start."""
+    times, found = busy_stored(session, calendars, start, end)
+    aware = times.aware
+    return {calendar_id: [BusyPeriod(aware(p.start), aware(p.end), p.busy, calendar_id, p.item_id, p.origin)
+                          for p in ps] for calendar_id, ps in found.items()}
+
+
+def busy_stored(session: Session, calendars: Sequence[Calendar], start: datetime,
+                end: datetime) -> tuple[items.StoredTimes, dict[int, list[StoredBusy]]]:
+    """``busy_periods`` with the times left in the store's form, for answers of thousands of
+    periods (the JSON API): the same instances in the same order."""
     if end <= start:
         raise ValueError("the window must end after it starts")
+    times = items.stored_times(session)
+    lo, hi = times.of(start), times.of(end)
     by_id = {calendar.id: calendar for calendar in calendars}
-    found: dict[int, list[BusyPeriod]] = {calendar_id: [] for calendar_id in by_id}
-    candidates = items.busy_candidates(session, list(by_id), start, end)
+    found: dict[int, list[StoredBusy]] = {calendar_id: [] for calendar_id in by_id}
     stored: dict[int, items.BusyCandidate] = {}
     on_the_fly: dict[int, items.BusyCandidate] = {}
-    for row in candidates:
+    for row in items.busy_candidates(session, list(by_id), start, end):
         if not row.recurring:
-            if row.busy and row.dtstart is not None and row.dtend is not None \
-                    and row.dtstart < end and row.dtend > start and row.dtend > row.dtstart:
-                found[row.calendar_id].append(_clipped(row, row.dtstart, row.dtend, row.busy, start, end))
-        elif row.occurrences_until is not None and row.occurrences_until >= end:
+            first, last = row.dtstart, row.dtend
+            if row.busy and first is not None and last is not None and first < hi and last > lo and last > first:
+                found[row.calendar_id].append(StoredBusy(first if first > lo else lo, last if last < hi else hi,
+                                                         row.busy, row.item_id, row.origin))
+        elif row.occurrences_until is not None and row.occurrences_until >= hi:
             stored[row.item_id] = row
         else:
             on_the_fly[row.item_id] = row
     for item_id, first, last, busy in items.busy_occurrences(session, list(stored), start, end):
-        row = stored[item_id]
         if last > first:
-            found[row.calendar_id].append(_clipped(row, first, last, busy, start, end))
+            row = stored[item_id]
+            found[row.calendar_id].append(StoredBusy(first if first > lo else lo, last if last < hi else hi,
+                                                     busy, item_id, row.origin))
     for item_id, text in items.texts(session, list(on_the_fly)).items():
         row = on_the_fly[item_id]
         zone = zoneinfo.ZoneInfo(by_id[row.calendar_id].timezone)
@@ -68,22 +92,18 @@ def busy_periods(session: Session, calendars: Sequence[Calendar], start: datetim
         except expand.TooManyInstances:
             # A series too dense to list (a minutely rule over a long window): a booking engine
             # must not see free time there, so the whole window counts as busy.
-            found[row.calendar_id].append(_clipped(row, start, end, row.busy or "BUSY", start, end))
+            found[row.calendar_id].append(StoredBusy(lo, hi, row.busy or "BUSY", item_id, row.origin))
             continue
         except (expand.ExpansionError, ValueError):
             continue  # stored text that no longer expands; it was valid when written
         for instance in instances:
             if instance.busy is not None and instance.end > instance.start:
-                found[row.calendar_id].append(
-                    _clipped(row, instance.start, instance.end, str(instance.busy), start, end))
+                found[row.calendar_id].append(StoredBusy(
+                    times.of(max(instance.start, start)), times.of(min(instance.end, end)), str(instance.busy),
+                    item_id, row.origin))
     for periods_of_calendar in found.values():
         periods_of_calendar.sort()
-    return found
-
-
-def _clipped(row: items.BusyCandidate, first: datetime, last: datetime, busy: str, start: datetime,
-             end: datetime) -> BusyPeriod:
-    return BusyPeriod(max(first, start), min(last, end), busy, row.calendar_id, row.item_id, row.origin)
+    return times, found
 
 
 def merged(busy: dict[int, list[BusyPeriod]]) -> list[tuple[datetime, datetime]]:
@@ -95,3 +115,8 @@ def free_slots(busy: dict[int, list[BusyPeriod]], windows: Sequence[tuple[dateti
                duration: timedelta, step: timedelta) -> list[datetime]:
     """Starts of slots of ``duration`` inside ``windows`` when every calendar is free."""
     return periods.free_slots(merged(busy), windows, duration, step, None)
+
+
+def merged_stored(busy: dict[int, list[StoredBusy]]) -> list[tuple[Any, Any]]:
+    """``merged`` over ``busy_stored``'s periods, times in the store's form."""
+    return periods.merge([(p.start, p.end) for ps in busy.values() for p in ps])

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import Select, bindparam, delete, insert, or_, select, union_all
+from sqlalchemy import Select, bindparam, delete, insert, or_, select, type_coerce, union_all
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 from bridge.store import changes
 from bridge.store.errors import EtagMismatch, ItemExists, NotFound
@@ -214,24 +215,65 @@ def move(session: Session, item: Item, source: Calendar, target: Calendar, to_hr
     changes.record(session, target, to_href, deleted=False)
 
 
-@dataclass(frozen=True)
-class BusyCandidate:
-    """What free/busy needs of an item overlapping a window, without its text."""
+class StoredTimes:
+    """Times as this database hands them back when their column type's processing is skipped:
+    on SQLite the stored text (``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC, the form every write
+    and the span index's range comparisons already rely on), on PostgreSQL naive UTC datetimes.
+    Within one database they order like the instants, so free/busy compares, clips and sorts them
+    as they come and turns only what it answers into ISO text or aware datetimes."""
+
+    def __init__(self, dialect_name: str) -> None:
+        self.is_text = dialect_name == "sqlite"
+
+    def of(self, moment: datetime) -> Any:
+        """The stored form of an aware datetime."""
+        utc = moment.astimezone(UTC)
+        if not self.is_text:
+            return utc.replace(tzinfo=None)
+        return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d} {utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+                f".{utc.microsecond:06d}")
+
+    def aware(self, stored: Any) -> datetime:
+        moment: datetime = datetime.fromisoformat(stored) if self.is_text else stored
+        return moment.replace(tzinfo=UTC)
+
+    def iso(self, stored: Any) -> str:
+        """ISO 8601 in UTC with a ``Z``, as ``moment.isoformat()`` writes it (fractions only when not 0)."""
+        if not self.is_text:
+            return f"{stored.isoformat()}Z"
+        if stored.endswith(".000000"):
+            return f"{stored[:10]}T{stored[11:19]}Z"
+        return f"{stored[:10]}T{stored[11:]}Z"
+
+
+def stored_times(session: Session) -> StoredTimes:
+    return StoredTimes(session.get_bind().dialect.name)
+
+
+class BusyCandidate(NamedTuple):
+    """What free/busy needs of an item overlapping a window, without its text; times in their
+    stored form (``StoredTimes``)."""
 
     item_id: int
     calendar_id: int
     origin: str
-    dtstart: datetime | None
-    dtend: datetime | None
+    dtstart: Any
+    dtend: Any
     busy: str | None
     recurring: bool
-    occurrences_until: datetime | None
+    occurrences_until: Any
+
+
+def _stored(column: Any) -> Any:
+    """The column's value as the driver returns it, without the type's result processing
+    (``UTCDateTime`` would build an aware datetime per value: most of a free/busy answer's cost)."""
+    return type_coerce(column, NullType())
 
 
 def _busy_statement() -> Select[tuple[Any, ...]]:
     """Like the overlap query, for many calendars at once and only the columns free/busy reads."""
-    columns = (Item.id, Item.calendar_id, Item.origin, Item.dtstart, Item.dtend, Item.busy, Item.recurring,
-               Item.occurrences_until)
+    columns = (Item.id, Item.calendar_id, Item.origin, _stored(Item.dtstart), _stored(Item.dtend), Item.busy,
+               Item.recurring, _stored(Item.occurrences_until))
     per_class = [
         select(*columns).where(
             Item.calendar_id.in_(bindparam("calendar_ids", expanding=True)),
@@ -252,26 +294,28 @@ _BUSY = _busy_statement()
 
 def busy_candidates(session: Session, calendar_ids: Sequence[int], start: datetime,
                     end: datetime) -> list[BusyCandidate]:
-    """Events of these calendars whose span overlaps [start, end) and that can be busy in it."""
+    """Events of these calendars whose span overlaps [start, end) and that can be busy in it,
+    times in their stored form (``stored_times(session)``)."""
     if not calendar_ids:
         return []
     params: dict[str, object] = {"calendar_ids": list(calendar_ids), "start": start, "end": end,
                                  f"from_{UNBOUNDED_CLASS}": EARLIEST}
     params.update({f"from_{klass}": _earliest_start(start, klass) for klass in _FINITE_CLASSES})
-    return [BusyCandidate(*row) for row in session.execute(_BUSY, params)]
+    return [BusyCandidate._make(row) for row in session.execute(_BUSY, params)]
 
 
 def busy_occurrences(session: Session, item_ids: Sequence[int], start: datetime,
-                     end: datetime) -> list[tuple[int, datetime, datetime, str]]:
-    """(item id, start, end, busy type) of stored busy instances overlapping [start, end)."""
-    found: list[tuple[int, datetime, datetime, str]] = []
+                     end: datetime) -> list[tuple[int, Any, Any, str]]:
+    """(item id, start, end, busy type) of stored busy instances overlapping [start, end),
+    times in their stored form (``stored_times(session)``)."""
+    found: list[tuple[int, Any, Any, str]] = []
     wanted = list(item_ids)
     for first in range(0, len(wanted), 500):
         rows = session.execute(
-            select(Occurrence.item_id, Occurrence.start, Occurrence.end, Occurrence.busy)
+            select(Occurrence.item_id, _stored(Occurrence.start), _stored(Occurrence.end), Occurrence.busy)
             .where(Occurrence.item_id.in_(wanted[first:first + 500]), Occurrence.start < end,
                    Occurrence.end > start, Occurrence.busy.is_not(None)))
-        found.extend((item_id, s, e, busy) for item_id, s, e, busy in rows)
+        found.extend((item_id, first, last, busy) for item_id, first, last, busy in rows)
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -27,7 +28,9 @@ def routes(api: Api) -> list[Route]:
         data = await json_body(request, api.body_limit)
         ids = calendar_ids(data)
         start, end = window(data, api.settings.max_query_window_days)
-        return JSONResponse(await run_in_threadpool(_freebusy, api, who.tenant_id, ids, start, end))
+        # Rendered in the worker thread: the answer for many calendars is large (thousands of periods).
+        return Response(await run_in_threadpool(_freebusy, api, who.tenant_id, ids, start, end),
+                        media_type="application/json")
 
     async def post_free_slots(request: Request) -> Response:
         who = await caller(request, api.store)
@@ -58,14 +61,40 @@ def _busy(api: Api, tenant_id: int, ids: list[int], start: Any, end: Any) -> tup
     return busy, providers
 
 
-def _freebusy(api: Api, tenant_id: int, ids: list[int], start: Any, end: Any) -> dict[str, Any]:
-    busy, providers = _busy(api, tenant_id, ids, start, end)
-    return {
-        "start": iso(start), "end": iso(end),
-        "calendars": [{"id": calendar_id, "busy": [_period_json(p, providers) for p in busy[calendar_id]]}
-                      for calendar_id in ids],
-        "merged": [{"start": iso(s), "end": iso(e)} for s, e in freebusy.merged(busy)],
-    }
+def _freebusy(api: Api, tenant_id: int, ids: list[int], start: Any, end: Any) -> bytes:
+    """The answer as JSON text, written here rather than through dicts and ``json.dumps``: it lists
+    every busy instance (thousands for many calendars), so each period is one string made from its
+    stored times, with the JSON of its type and of its source's kind made once per value."""
+    with api.store.read() as session:
+        found = calendars.calendars_in_tenant(session, tenant_id, ids)
+        if len(found) != len(ids):
+            raise not_found("calendar")
+        times, busy = freebusy.busy_stored(session, list(found.values()), start, end)
+        providers = connections.providers_of(session, tenant_id)
+    text = times.iso
+    types: dict[str, str] = {}
+    kinds: dict[str, str] = {}
+    parts = ['{"start":', _json(iso(start)), ',"end":', _json(iso(end)), ',"calendars":[']
+    for index, calendar_id in enumerate(ids):
+        rows = []
+        for first, last, busy_type, item_id, origin in busy[calendar_id]:
+            fbtype = types.get(busy_type)
+            if fbtype is None:
+                fbtype = types[busy_type] = _json(busy_type)
+            kind = kinds.get(origin)
+            if kind is None:
+                kind = kinds[origin] = _source_json(origin, providers)
+            rows.append(f'{{"start":"{text(first)}","end":"{text(last)}","type":{fbtype},"source":{{"item":{item_id},'
+                        f'{kind}}}')
+        parts += [',' if index else '', f'{{"id":{calendar_id},"busy":[', ','.join(rows), ']}']
+    parts += ['],"merged":[', ','.join(f'{{"start":"{text(s)}","end":"{text(e)}"}}'
+                                       for s, e in freebusy.merged_stored(busy)), ']}']
+    return ''.join(parts).encode()
+
+
+def _json(value: Any) -> str:
+    """One JSON value as Starlette's JSONResponse writes it."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 def _free_slots(api: Api, tenant_id: int, ids: list[int], windows: list[Any], length: Any,
@@ -78,12 +107,12 @@ def _free_slots(api: Api, tenant_id: int, ids: list[int], windows: list[Any], le
             "slots": [{"start": iso(s), "end": iso(s + length)} for s in slots]}
 
 
-def _period_json(period: freebusy.BusyPeriod, providers: dict[int, str]) -> dict[str, Any]:
-    """A busy period with why it is busy: the kind of source and ids, never content."""
-    source: dict[str, Any] = {"item": period.item_id}
-    if period.origin.startswith("connection:"):
-        connection_id = int(period.origin.split(":", 1)[1])
+def _source_json(origin: str, providers: dict[int, str]) -> str:
+    """Why a period is busy, after the item's id: the kind of source and ids, never content."""
+    source: dict[str, Any] = {}
+    if origin.startswith("connection:"):
+        connection_id = int(origin.split(":", 1)[1])
         source.update(kind="connection", connection=connection_id, provider=providers.get(connection_id))
     else:
-        source["kind"] = period.origin
-    return {"start": iso(period.start), "end": iso(period.end), "type": period.busy, "source": source}
+        source["kind"] = origin
+    return _json(source)[1:]  # without its "{": the item's id goes first
