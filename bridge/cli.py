@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from bridge import cli_sync
+from bridge import cli_sync, cli_webhook
 from bridge.passwords import hash_password
 from bridge.settings import Settings, SettingsError, load_settings, replace
 from bridge.store import calendars, migrate, tokens, users
@@ -115,6 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     secrets.add_parser("rotate", help="re-encrypt every stored secret with the first key").set_defaults(
         run=_secrets_rotate)
     cli_sync.add_parsers(sub)
+    cli_webhook.add_parsers(sub)
     return parser
 
 
@@ -154,19 +155,31 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import threading
 
+    from bridge.secrets import Secrets
     from bridge.sync.service import engine_worker
+    from bridge.webhooks import WebhookSender
 
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    worker = engine_worker(_migrated_store(settings), settings, concurrency=args.concurrency)
+    store = _migrated_store(settings)
+    worker = engine_worker(store, settings, concurrency=args.concurrency)
+    sender = WebhookSender(store, Secrets.from_settings(settings))
     if args.once:
         print(f"{worker.run_pending()} connections synced", file=sys.stderr)
+        print(f"{sender.run_pending()} webhook pages delivered", file=sys.stderr)
+        sender.close()
         return 0
     print(f"calbridge: sync worker {worker.worker_id} running {args.concurrency} at once", file=sys.stderr)
     stop = threading.Event()
+    webhooks = threading.Thread(target=sender.serve, args=(stop,), name="calbridge-webhooks", daemon=True)
+    webhooks.start()
     try:
         worker.serve(stop)
     except KeyboardInterrupt:
         stop.set()
+    finally:
+        stop.set()
+        webhooks.join()
+        sender.close()
     return 0
 
 
@@ -283,6 +296,7 @@ def _secrets_new_key(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _secrets_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from bridge import webhooks
     from bridge.secrets import Secrets
     from bridge.store import connections
 
@@ -290,5 +304,7 @@ def _secrets_rotate(args: argparse.Namespace, settings: Settings) -> int:
     store = _migrated_store(settings)
     with store.write() as session:
         count = connections.rotate_credentials(session, secrets.rotate)
+        hooks = webhooks.rotate_secrets(session, secrets.rotate)
     print(f"{count} stored credentials re-encrypted with the first key")
+    print(f"{hooks} webhook secrets re-encrypted with the first key")
     return 0

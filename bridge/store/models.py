@@ -1,5 +1,5 @@
 """SQLAlchemy 2 typed models: tenant, user, calendar, item, occurrence, change, service token,
-connection, mapping, sync run, booking.
+connection, mapping, sync run, booking, webhook.
 
 Every table carries ``tenant_id`` so that isolation can be checked on any row.
 Times are aware UTC datetimes (stored naive UTC, which both SQLite and
@@ -310,3 +310,21 @@ class Booking(Base):
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[UtcTime] = mapped_column(default=utcnow)
     modified_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+
+
+class Webhook(Base):
+    """Where a tenant's changes are posted (at most one per tenant), signed with an encrypted secret.
+    Delivery follows ``cursor`` (a change feed cursor, bridge.changefeed); there is no outbox."""
+
+    __tablename__ = "webhook"
+    id: Mapped[PrimaryKey]
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenant.id", ondelete="CASCADE"), unique=True)
+    url: Mapped[str] = mapped_column(String(1000))
+    secret: Mapped[str] = mapped_column(Text)  # encrypted (bridge.secrets) "whsec_..." signing secret
+    cursor: Mapped[str] = mapped_column(Text)  # the feed position after the last page the receiver accepted
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive failed deliveries, for back-off
+    # The earliest time of the next delivery (NULL: at the next poll); also the claim of a sender.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
+    last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)  # HTTP status of the last attempt
+    last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)  # never personal data
+    created_at: Mapped[UtcTime] = mapped_column(default=utcnow)

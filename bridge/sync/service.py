@@ -11,6 +11,7 @@ from bridge.settings import Settings
 from bridge.store.db import Store
 from bridge.sync.engine import Engine
 from bridge.sync.worker import Worker
+from bridge.webhooks import WebhookSender
 
 
 def engine_worker(store: Store, settings: Settings, *, concurrency: int, poll_seconds: float = 5.0) -> Worker:
@@ -22,16 +23,22 @@ def engine_worker(store: Store, settings: Settings, *, concurrency: int, poll_se
 
 @contextmanager
 def background_worker(store: Store, settings: Settings) -> Iterator[Worker | None]:
-    """The server's own worker on a thread (``sync_workers`` at once), stopped after its round on exit."""
+    """The server's own worker on a thread (``sync_workers`` at once), stopped after its round on exit,
+    and beside it a webhook sender on a thread of its own."""
     if settings.sync_workers == 0:
         yield None
         return
     worker = engine_worker(store, settings, concurrency=settings.sync_workers)
     stop = threading.Event()
-    thread = threading.Thread(target=worker.serve, args=(stop,), name="calbridge-sync-worker", daemon=True)
-    thread.start()
+    sender = WebhookSender(store, Secrets.from_settings(settings))
+    threads = [threading.Thread(target=worker.serve, args=(stop,), name="calbridge-sync-worker", daemon=True),
+               threading.Thread(target=sender.serve, args=(stop,), name="calbridge-webhooks", daemon=True)]
+    for thread in threads:
+        thread.start()
     try:
         yield worker
     finally:
         stop.set()
-        thread.join()
+        for thread in threads:
+            thread.join()
+        sender.close()
