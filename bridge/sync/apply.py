@@ -124,13 +124,17 @@ class Applier:
     def _zone(self, calendar: Calendar) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.sync_zone or calendar.timezone)
 
-    def _pushed(self, session: Session, rows: Rows, href: str) -> tuple[icalendar.Calendar, str, str] | None:
-        """(the form to push, its hash, the item's etag) of an owned item; None if it is gone."""
-        item = items.by_href(session, rows.calendar.id, href)
-        if item is None:
-            return None
-        form = push_form(icalendar.Calendar.from_ical(item.text), self.sync_zone)
-        return form, content_hash(form, self._zone(rows.calendar)), item.etag
+    def _pushed(self, href: str) -> tuple[icalendar.Calendar, str, str, zoneinfo.ZoneInfo] | None:
+        """(the form to push, its hash, the item's etag, the zone of floating times) of an owned item;
+        None if it is gone."""
+        with self.store.read() as session:
+            rows = self._rows(session)
+            item = items.by_href(session, rows.calendar.id, href)
+            if item is None:
+                return None
+            zone = self._zone(rows.calendar)
+            form = push_form(icalendar.Calendar.from_ical(item.text), self.sync_zone)
+            return form, content_hash(form, zone), item.etag, zone
 
     # -- inbound: mirrored events -----------------------------------------------------------------
 
@@ -234,25 +238,21 @@ class Applier:
     # -- outbound -----------------------------------------------------------------------------------
 
     def _PushCreate(self, action: PushCreate) -> None:
-        with self.store.read() as session:
-            rows = self._rows(session)
-            pushed = self._pushed(session, rows, action.item_href)
+        pushed = self._pushed(action.item_href)
         if pushed is None:
             return
-        form, digest, etag = pushed
+        form, digest, etag, zone = pushed
         created = self.adapter.create(form, action.key)
-        if content_hash(created.calendar, self._zone(rows.calendar)) != digest:
+        if content_hash(created.calendar, zone) != digest:
             created = self.adapter.update(created.remote_id, created.etag, form)  # an earlier attempt's leftover
         self._save_pushed(action.item_href, created, etag, digest)
         self.log.count("out.created")
 
     def _PushUpdate(self, action: PushUpdate) -> None:
-        with self.store.read() as session:
-            rows = self._rows(session)
-            pushed = self._pushed(session, rows, action.item_href)
+        pushed = self._pushed(action.item_href)
         if pushed is None:
             return
-        form, digest, etag = pushed
+        form, digest, etag, _ = pushed
         try:
             updated = self.adapter.update(action.remote_id, action.remote_etag, form)
         except RemoteNotFound:  # deleted over there since the fetch: push it afresh next run
