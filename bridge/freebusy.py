@@ -13,6 +13,7 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from itertools import chain
 from typing import Any, NamedTuple
 
 import icalendar
@@ -70,15 +71,15 @@ def busy_stored(session: Session, calendars: Sequence[Calendar], start: datetime
     stored: dict[int, items.BusyCandidate] = {}
     on_the_fly: dict[int, items.BusyCandidate] = {}
     for row in items.busy_candidates(session, list(by_id), start, end):
-        if not row.recurring:
-            first, last = row.dtstart, row.dtend
-            if row.busy and first is not None and last is not None and first < hi and last > lo and last > first:
-                found[row.calendar_id].append(StoredBusy(first if first > lo else lo, last if last < hi else hi,
-                                                         row.busy, row.item_id, row.origin))
-        elif row.occurrences_until is not None and row.occurrences_until >= hi:
-            stored[row.item_id] = row
+        item_id, calendar_id, origin, first, last, busy, recurring, until = row
+        if not recurring:
+            if busy and first is not None and last is not None and first < hi and last > lo and last > first:
+                found[calendar_id].append(StoredBusy(first if first > lo else lo, last if last < hi else hi,
+                                                     busy, item_id, origin))
+        elif until is not None and until >= hi:
+            stored[item_id] = row
         else:
-            on_the_fly[row.item_id] = row
+            on_the_fly[item_id] = row
     for item_id, first, last, busy in items.busy_occurrences(session, list(stored), start, end):
         if last > first:
             row = stored[item_id]
@@ -118,5 +119,18 @@ def free_slots(busy: dict[int, list[BusyPeriod]], windows: Sequence[tuple[dateti
 
 
 def merged_stored(busy: dict[int, list[StoredBusy]]) -> list[tuple[Any, Any]]:
-    """``merged`` over ``busy_stored``'s periods, times in the store's form."""
-    return periods.merge([(p.start, p.end) for ps in busy.values() for p in ps])
+    """``merged`` over ``busy_stored``'s periods, times in the store's form: ``periods.merge``
+    for periods that all have a positive length, without a pair per period on the way."""
+    out: list[tuple[Any, Any]] = []
+    last_start = last_end = None
+    for first, last, *_ in sorted(chain.from_iterable(busy.values())):
+        if last_end is not None and first <= last_end:
+            if last > last_end:
+                last_end = last
+            continue
+        if last_end is not None:
+            out.append((last_start, last_end))
+        last_start, last_end = first, last
+    if last_end is not None:
+        out.append((last_start, last_end))
+    return out

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Select, bindparam, delete, insert, or_, select, type_coerce, union_all
 from sqlalchemy.orm import Session
@@ -272,8 +272,9 @@ def _stored(column: Any) -> Any:
 
 def _busy_statement() -> Select[tuple[Any, ...]]:
     """Like the overlap query, for many calendars at once and only the columns free/busy reads."""
-    columns = (Item.id, Item.calendar_id, Item.origin, _stored(Item.dtstart), _stored(Item.dtend), Item.busy,
-               Item.recurring, _stored(Item.occurrences_until))
+    columns = (Item.id.label("item_id"), Item.calendar_id, Item.origin, _stored(Item.dtstart).label("dtstart"),
+               _stored(Item.dtend).label("dtend"), Item.busy, Item.recurring,
+               _stored(Item.occurrences_until).label("occurrences_until"))
     per_class = [
         select(*columns).where(
             Item.calendar_id.in_(bindparam("calendar_ids", expanding=True)),
@@ -290,18 +291,23 @@ def _busy_statement() -> Select[tuple[Any, ...]]:
 
 
 _BUSY = _busy_statement()
+_BATCH = 500  # rows fetched at a time by the free/busy reads
 
 
 def busy_candidates(session: Session, calendar_ids: Sequence[int], start: datetime,
-                    end: datetime) -> list[BusyCandidate]:
+                    end: datetime) -> Iterator[BusyCandidate]:
     """Events of these calendars whose span overlaps [start, end) and that can be busy in it,
-    times in their stored form (``stored_times(session)``)."""
+    times in their stored form (``stored_times(session)``); read them inside the session."""
     if not calendar_ids:
-        return []
+        return iter(())
     params: dict[str, object] = {"calendar_ids": list(calendar_ids), "start": start, "end": end,
                                  f"from_{UNBOUNDED_CLASS}": EARLIEST}
     params.update({f"from_{klass}": _earliest_start(start, klass) for klass in _FINITE_CLASSES})
-    return [BusyCandidate._make(row) for row in session.execute(_BUSY, params)]
+    # The rows themselves, fetched in batches: they unpack and answer to the field names like a
+    # BusyCandidate, and free/busy reads thousands per request; copying them, or holding them all
+    # at once, costs time and makes Python's collector promote them and run full collections.
+    rows = session.execute(_BUSY, params, execution_options={"yield_per": _BATCH})
+    return cast("Iterator[BusyCandidate]", iter(rows))
 
 
 def busy_occurrences(session: Session, item_ids: Sequence[int], start: datetime,
@@ -314,7 +320,8 @@ def busy_occurrences(session: Session, item_ids: Sequence[int], start: datetime,
         rows = session.execute(
             select(Occurrence.item_id, _stored(Occurrence.start), _stored(Occurrence.end), Occurrence.busy)
             .where(Occurrence.item_id.in_(wanted[first:first + 500]), Occurrence.start < end,
-                   Occurrence.end > start, Occurrence.busy.is_not(None)))
+                   Occurrence.end > start, Occurrence.busy.is_not(None)),
+            execution_options={"yield_per": _BATCH})
         found.extend((item_id, first, last, busy) for item_id, first, last, busy in rows)
     return found
 

@@ -71,7 +71,14 @@ def _freebusy(api: Api, tenant_id: int, ids: list[int], start: Any, end: Any) ->
             raise not_found("calendar")
         times, busy = freebusy.busy_stored(session, list(found.values()), start, end)
         providers = connections.providers_of(session, tenant_id)
-    text = times.iso
+    texts: dict[Any, str] = {}  # the same instants recur across calendars: convert each once
+
+    def text(stored: Any) -> str:
+        found = texts.get(stored)
+        if found is None:
+            found = texts[stored] = times.iso(stored)
+        return found
+
     types: dict[str, str] = {}
     kinds: dict[str, str] = {}
     parts = ['{"start":', _json(iso(start)), ',"end":', _json(iso(end)), ',"calendars":[']
