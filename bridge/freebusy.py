@@ -112,17 +112,12 @@ def merged(busy: dict[int, list[BusyPeriod]]) -> list[tuple[datetime, datetime]]
     return periods.merge([(p.start, p.end) for ps in busy.values() for p in ps])
 
 
-def free_slots(busy: dict[int, list[BusyPeriod]], windows: Sequence[tuple[datetime, datetime]],
-               duration: timedelta, step: timedelta) -> list[datetime]:
-    """Starts of slots of ``duration`` inside ``windows`` when every calendar is free."""
-    return periods.free_slots(merged(busy), windows, duration, step, None)
-
-
 def merged_stored(busy: dict[int, list[StoredBusy]]) -> list[tuple[Any, Any]]:
     """``merged`` over ``busy_stored``'s periods, times in the store's form: ``periods.merge``
     for periods that all have a positive length, without a pair per period on the way."""
     out: list[tuple[Any, Any]] = []
-    last_start = last_end = None
+    last_start: Any = None
+    last_end: Any = None
     for first, last, *_ in sorted(chain.from_iterable(busy.values())):
         if last_end is not None and first <= last_end:
             if last > last_end:
@@ -134,3 +129,10 @@ def merged_stored(busy: dict[int, list[StoredBusy]]) -> list[tuple[Any, Any]]:
     if last_end is not None:
         out.append((last_start, last_end))
     return out
+
+
+def free_slots(busy: dict[int, list[BusyPeriod]], windows: Sequence[tuple[datetime, datetime]],
+               duration: timedelta, step: timedelta) -> list[datetime]:
+    """Starts of slots of ``duration`` inside ``windows`` when every calendar is free."""
+    return periods.free_slots(merged(busy), windows, duration, step, None)
+
