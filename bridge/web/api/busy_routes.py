@@ -74,10 +74,10 @@ def _freebusy(api: Api, tenant_id: int, ids: list[int], start: Any, end: Any) ->
     texts: dict[Any, str] = {}  # the same instants recur across calendars: convert each once
 
     def text(stored: Any) -> str:
-        found = texts.get(stored)
-        if found is None:
-            found = texts[stored] = times.iso(stored)
-        return found
+        converted = texts.get(stored)
+        if converted is None:
+            converted = texts[stored] = times.iso(stored)
+        return converted
 
     types: dict[str, str] = {}
     kinds: dict[str, str] = {}
