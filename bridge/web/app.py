@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -51,6 +52,9 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # What is alive once started (modules, Radicale, mappers) stays alive: moving it out of the
+        # collector's view keeps full collections short (they were the p95 of a 50-calendar free/busy).
+        gc.freeze()
         yield
         store.dispose()
 
