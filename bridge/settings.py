@@ -43,6 +43,19 @@ class Settings:
     # (run ``calbridge worker`` processes instead, e.g. several of them on PostgreSQL).
     sync_workers: int = 2
     sync_log_days: int = 90  # sync log rows older than this are removed
+    provider_concurrency: int = 4  # runs of one provider at once per worker process (rate limits)
+    provider_ca_file: str = ""  # extra CA bundle (PEM) trusted for providers, beside the public ones
+    google_client_id: str = ""  # the OAuth client of Google connections (Google Cloud console)
+    google_client_secret: str = field(default="", repr=False)
+    microsoft_client_id: str = ""  # the app registration of Microsoft connections (Entra ID)
+    microsoft_client_secret: str = field(default="", repr=False)
+    microsoft_tenant: str = "common"  # common, organizations, consumers or a tenant id
+    # Provider endpoints; empty: the public ones (override for a sovereign cloud or a test stand-in).
+    google_auth_url: str = ""
+    google_token_url: str = ""
+    google_api_url: str = ""
+    microsoft_login_url: str = ""
+    microsoft_graph_url: str = ""
     # Fernet keys, comma-separated, newest first; empty: <data_dir>/secret.key (see bridge.secrets)
     secret_keys: str = field(default="", repr=False)
 
@@ -67,6 +80,8 @@ class Settings:
             raise SettingsError("auth_cache_seconds must be >= 0 and sync_token_max_age_days >= 1")
         if self.sync_log_days < 1:
             raise SettingsError("sync_log_days must be at least 1")
+        if not 1 <= self.provider_concurrency <= 64:
+            raise SettingsError("provider_concurrency must be between 1 and 64")
         if not 0 <= self.sync_workers <= 64:
             raise SettingsError("sync_workers must be between 0 and 64")
         if not 1 <= self.max_query_window_days <= 3660:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import ssl
+import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,14 +24,25 @@ from bridge.adapters.ics import IcsFeedAdapter
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 
+CredentialSaver = Callable[[Mapping[str, str]], None]
+
+
 @dataclass(frozen=True)
 class Account:
-    """Where one connection's external calendar lives, and how to sign in (decrypted, never logged)."""
+    """Where one connection's external calendar lives, and how to sign in (decrypted, never logged).
+
+    ``save_credentials`` keeps credentials the adapter renewed (an OAuth access token with its expiry, a
+    rotated refresh token) encrypted in the connection at once: a provider that rotates refresh tokens
+    refuses the old one, so a renewal that is not saved before the run ends could lock the connection out.
+    ``ca_file``: a PEM bundle trusted beside the public authorities (a corporate TLS proxy; the tests' CA).
+    """
 
     provider: str
     server_url: str
     remote_calendar: str
     credentials: Mapping[str, str] = field(repr=False, default_factory=dict)
+    save_credentials: CredentialSaver | None = field(default=None, repr=False, compare=False)
+    ca_file: str | None = None
 
 
 def _basic(account: Account) -> httpx.Auth | None:
@@ -73,10 +85,27 @@ READ_ONLY = frozenset({"ics"})
 
 
 @functools.cache
-def tls_context() -> ssl.SSLContext:
-    """One verifying TLS context per process: loading the CA bundle costs ~20 ms, more than a quiet run's
-    whole local work, so clients share it (it holds no per-connection state)."""
-    return ssl.create_default_context(cafile=certifi.where())
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """One verifying TLS context per process and extra CA: loading the CA bundle costs ~20 ms, more than a
+    quiet run's whole local work, so clients share it (it holds no per-connection state)."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
+
+
+@functools.cache
+def ca_bundle(ca_file: str | None = None) -> str:
+    """A PEM file of the public authorities plus ``ca_file``, for libraries that take a path (requests, under
+    google-auth and msal), written once per process to a temporary file."""
+    if not ca_file:
+        return certifi.where()
+    with open(certifi.where(), encoding="ascii") as public, open(ca_file, encoding="ascii") as extra:
+        combined = public.read() + "\n" + extra.read()
+    with tempfile.NamedTemporaryFile("w", suffix=".pem", prefix="calbridge-ca-", delete=False,
+                                     encoding="ascii") as handle:
+        handle.write(combined)
+    return handle.name
 
 
 @contextmanager
@@ -86,7 +115,8 @@ def open_adapter(account: Account) -> Iterator[Adapter]:
     builder = BUILDERS.get(account.provider)
     if builder is None:
         raise Permanent(f"provider {account.provider!r} is not supported by this version")
-    with httpx.Client(timeout=TIMEOUT, headers={"User-Agent": "calbridge"}, verify=tls_context()) as client:
+    with httpx.Client(timeout=TIMEOUT, headers={"User-Agent": "calbridge"},
+                      verify=tls_context(account.ca_file)) as client:
         adapter = builder(account, client)
         try:
             yield adapter

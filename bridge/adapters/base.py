@@ -106,6 +106,30 @@ class Window:
     end: datetime
 
 
+@dataclass(frozen=True)
+class Channel:
+    """A push subscription the provider holds for one connection (Google watch channel, Graph subscription):
+    until ``expires_at`` it calls the bridge's hook when the calendar changes."""
+
+    id: str  # Google: the channel id we chose; Graph: the subscription id it assigned
+    resource_id: str  # Google: the resourceId to stop it with; Graph: the subscribed resource
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class OAuthApp:
+    """The installation's OAuth client at one provider, and where that provider's endpoints are (the
+    public ones by default; a sovereign cloud or the tests' stand-ins otherwise). Built from settings by
+    the caller: adapters read no settings."""
+
+    client_id: str
+    client_secret: str = field(default="", repr=False)
+    tenant: str = "common"  # Microsoft only: common, organizations, consumers or a tenant id
+    auth_url: str = ""  # empty: the provider's public endpoint
+    token_url: str = ""
+    api_url: str = ""
+
+
 # -- the protocol -------------------------------------------------------------------------
 
 class Adapter(Protocol):
@@ -142,4 +166,29 @@ class Adapter(Protocol):
         ...
 
     def close(self) -> None:
+        ...
+
+
+class Watchable(Protocol):
+    """An adapter whose provider can push change notices to an HTTPS address (Google, Graph)."""
+
+    def watch(self, address: str, token: str) -> Channel:
+        """Ask the provider to notify ``address`` of changes, sending ``token`` back with each notice
+        (Google: X-Goog-Channel-Token; Graph: clientState). Renewing is a new watch, then unwatch."""
+        ...
+
+    def unwatch(self, channel: Channel) -> None:
+        """Stop the channel; one the provider no longer knows is fine."""
+        ...
+
+
+class Authorization(Protocol):
+    """One pending OAuth 2.0 authorization-code grant (with PKCE): send the user to ``url``; the provider
+    then redirects to the redirect URI given at the start, and ``complete`` turns that redirect into the
+    credentials a connection keeps (encrypted): refresh token, access token and expiry, client id."""
+
+    url: str
+
+    def complete(self, redirect_url: str) -> dict[str, str]:
+        """Check the state, redeem the code; AuthExpired when the user refused or the code is bad."""
         ...

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import zoneinfo
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -162,7 +162,17 @@ class Engine:
     def _account(self, job: _Job) -> adapters.Account:
         """The account with its credentials decrypted, inside the run (a key that does not fit fails the run)."""
         credentials = json.loads(self.secrets.decrypt(job.credentials)) if job.credentials else {}
-        return adapters.Account(job.provider, job.server_url, job.remote_calendar, credentials)
+        return adapters.Account(job.provider, job.server_url, job.remote_calendar, credentials,
+                                save_credentials=partial(self._save_credentials, job.connection_id),
+                                ca_file=self.settings.provider_ca_file or None)
+
+    def _save_credentials(self, connection_id: int, credentials: Mapping[str, str]) -> None:
+        """Keep what the adapter renewed, encrypted, in a transaction of its own (Account.save_credentials)."""
+        sealed = self.secrets.encrypt(json.dumps(dict(credentials), sort_keys=True))
+        with self.store.write() as session:
+            connection = session.get(Connection, connection_id)
+            if connection is not None:
+                connection.credentials = sealed
 
     def _sync(self, job: _Job, adapter: Adapter, runlog: RunLog, confirm: bool,
               progress: Progress | None) -> tuple[RunStatus, bool]:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from bridge import adapters
 from bridge.adapters.base import Adapter
 from bridge.store.db import Store
+from tests.standins import tls
 
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                          "proxy-authorization", "proxy-authenticate", "content-length", "host"})
@@ -65,7 +66,7 @@ class FaultProxy:
 @contextmanager
 def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
     proxy = FaultProxy(upstream.rstrip("/"))
-    client = httpx.Client(timeout=30)
+    client = httpx.Client(timeout=30, verify=tls.client_context())  # TLS stand-ins: the tests' CA
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

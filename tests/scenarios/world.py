@@ -235,5 +235,6 @@ def make_world(store: Store, driver: RemoteDriver, data_dir: Path, *, via: str |
                                 remote_calendar=account.remote_calendar,
                                 credentials=secrets.encrypt(json.dumps(dict(account.credentials))))
         ids = tenant.id, calendar.id, connection.id
-    engine = Engine(store, Settings(data_dir=data_dir), secrets, clock=lambda: NOW)
+    engine = Engine(store, Settings(data_dir=data_dir, provider_ca_file=account.ca_file or ""), secrets,
+                    clock=lambda: NOW)
     return World(store, driver, engine, *ids)
