@@ -150,7 +150,8 @@ class IcsFeed:
 
     Answers with a strong ETag (hash of the body) and Last-Modified, and 304 to a matching
     If-None-Match (or If-Modified-Since when no If-None-Match is sent). ``status`` set to
-    anything but 200 is answered instead, with ``headers`` (e.g. Retry-After).
+    anything but 200 is answered instead, with ``headers`` (e.g. Retry-After). ``delay`` holds each
+    answer back (seconds); ``most_in_flight`` is the most requests it had in progress at once.
     """
 
     url: str = ""
@@ -160,6 +161,10 @@ class IcsFeed:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     send_validators: bool = True
+    delay: float = 0.0
+    in_flight: int = 0
+    most_in_flight: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def set_body(self, body: str | bytes) -> None:
         self.body = body.encode() if isinstance(body, str) else body
@@ -177,7 +182,18 @@ def ics_feed_server(body: str | bytes = b"") -> Iterator[IcsFeed]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            feed.requests += 1
+            with feed.lock:
+                feed.requests += 1
+                feed.in_flight += 1
+                feed.most_in_flight = max(feed.most_in_flight, feed.in_flight)
+            try:
+                time.sleep(feed.delay)
+                self._answer()
+            finally:
+                with feed.lock:
+                    feed.in_flight -= 1
+
+        def _answer(self) -> None:
             if feed.status != 200:
                 self.send_response(feed.status)
                 for name, value in feed.headers.items():

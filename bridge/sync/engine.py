@@ -66,6 +66,7 @@ from bridge.sync.plan import (
     plan,
 )
 from bridge.sync.runlog import RunLog
+from bridge.sync.slots import ProviderSlots, process_slots
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ class Engine:
     secrets: Secrets
     open_adapter: AdapterOpener = adapters.open_adapter
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    slots: ProviderSlots | None = None  # None: the process's, sized by settings.provider_concurrency
 
     def run(self, connection_id: int, *, trigger: str = "schedule", confirm_deletions: bool = False,
             progress: Progress | None = None) -> RunOutcome:
@@ -109,7 +111,7 @@ class Engine:
         requests = 0
         baseline = job.baseline
         try:
-            with self.open_adapter(self._account(job)) as adapter:
+            with self._slots().slot(job.provider), self.open_adapter(self._account(job)) as adapter:
                 try:
                     status, baseline = self._sync(job, adapter, runlog, confirm_deletions, progress)
                 finally:
@@ -158,6 +160,9 @@ class Engine:
                 sync_zone=options.sync_timezone, zone=options.sync_timezone or calendar.timezone,
                 provider=connection.provider, server_url=connection.server_url,
                 remote_calendar=connection.remote_calendar, credentials=connection.credentials)
+
+    def _slots(self) -> ProviderSlots:
+        return self.slots if self.slots is not None else process_slots(self.settings.provider_concurrency)
 
     def _account(self, job: _Job) -> adapters.Account:
         """The account with its credentials decrypted, inside the run (a key that does not fit fails the run)."""
