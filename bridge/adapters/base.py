@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar, Protocol
+from typing import ClassVar, Protocol, runtime_checkable
 
 import icalendar
 
@@ -128,6 +128,7 @@ class OAuthApp:
     auth_url: str = ""  # empty: the provider's public endpoint
     token_url: str = ""
     api_url: str = ""
+    ca_file: str | None = None  # as Account.ca_file: trusted beside the public authorities
 
 
 # -- the protocol -------------------------------------------------------------------------
@@ -169,6 +170,7 @@ class Adapter(Protocol):
         ...
 
 
+@runtime_checkable
 class Watchable(Protocol):
     """An adapter whose provider can push change notices to an HTTPS address (Google, Graph)."""
 

@@ -245,6 +245,8 @@ class Connection(Base):
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)  # consecutive failed runs, for back-off
     needs_attention: Mapped[bool] = mapped_column(Boolean, default=False)  # credentials refused: no retries
+    # The provider pushed a change notice (/hooks): the next run is due now and is logged as a push.
+    push_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     # The lease: one worker syncs a connection at a time, until the lease expires.
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -327,4 +329,21 @@ class Webhook(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
     last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)  # HTTP status of the last attempt
     last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)  # never personal data
+    created_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+
+
+class PushChannel(Base):
+    """A push subscription a provider holds for one connection (Google watch channel, Graph subscription):
+    the hook finds the connection by ``channel_id`` and checks the token the provider echoes against
+    ``token_hash`` (SHA-256: the token itself is not kept). Renewed before ``expires_at``."""
+
+    __tablename__ = "push_channel"
+    id: Mapped[PrimaryKey]
+    tenant_id: Mapped[int] = _tenant_fk()
+    connection_id: Mapped[int] = mapped_column(ForeignKey("connection.id", ondelete="CASCADE"), unique=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    channel_id: Mapped[str] = mapped_column(String(200), unique=True)
+    resource_id: Mapped[str] = mapped_column(String(1000))
+    token_hash: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[UtcTime]
     created_at: Mapped[UtcTime] = mapped_column(default=utcnow)

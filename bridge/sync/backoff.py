@@ -49,6 +49,8 @@ def reschedule(connection: Connection, outcome: RunOutcome, now: datetime, *, rn
         connection.next_due_at = now + _seconds(wait * (1 + JITTER * draw))
     else:
         record_failure(connection, now, rng=rng)
+    if connection.push_pending and outcome.status != "failed":  # a notice came in during the run
+        connection.next_due_at = now
 
 
 def record_failure(connection: Connection, now: datetime, *, rng: random.Random | None = None) -> None:

@@ -41,6 +41,7 @@ from bridge.adapters.base import (
     RateLimited,
     RemoteEvent,
     TokenInvalid,
+    Watchable,
     Window,
 )
 from bridge.secrets import SecretError, Secrets
@@ -49,7 +50,7 @@ from bridge.store import mappings
 from bridge.store.db import Store
 from bridge.store.errors import NotFound
 from bridge.store.models import UNBOUNDED, Calendar, Connection, Item, SyncRun, User
-from bridge.sync import backoff
+from bridge.sync import backoff, push
 from bridge.sync import checkpoint as checkpoints
 from bridge.sync.apply import Applier
 from bridge.sync.content import content_hash, push_form
@@ -114,6 +115,7 @@ class Engine:
             with self._slots().slot(job.provider), self.open_adapter(self._account(job)) as adapter:
                 try:
                     status, baseline = self._sync(job, adapter, runlog, confirm_deletions, progress)
+                    self._keep_push_channel(job, adapter)
                 finally:
                     requests = adapter.requests_made
         except (AdapterError, NotFound, expand.ExpansionError, ValueError, OSError) as exc:
@@ -140,6 +142,10 @@ class Engine:
                 raise ConnectionDisabled(connection.id)
             if trigger == "reset":
                 connection.sync_state = None
+            if connection.push_pending:  # a provider's notice (/hooks) made this run due
+                connection.push_pending = False
+                if trigger == "schedule":
+                    trigger = "push"
             calendar = session.get(Calendar, connection.calendar_id)
             owner = session.get(User, calendar.owner_id) if calendar is not None else None
             assert calendar is not None and owner is not None
@@ -160,6 +166,11 @@ class Engine:
                 sync_zone=options.sync_timezone, zone=options.sync_timezone or calendar.timezone,
                 provider=connection.provider, server_url=connection.server_url,
                 remote_calendar=connection.remote_calendar, credentials=connection.credentials)
+
+    def _keep_push_channel(self, job: _Job, adapter: Adapter) -> None:
+        address = push.hook_address(self.settings, job.provider)
+        if address is not None and isinstance(adapter, Watchable):
+            push.keep_channel(self.store, adapter, job.connection_id, address, self.clock())
 
     def _slots(self) -> ProviderSlots:
         return self.slots if self.slots is not None else process_slots(self.settings.provider_concurrency)

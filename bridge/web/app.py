@@ -23,6 +23,7 @@ from bridge.web.dav_guard import MirroredGuard
 from bridge.web.dav_put import ItemPut
 from bridge.web.dav_query import ExpandQuery
 from bridge.web.dav_report import FreeBusyReport
+from bridge.web.hooks import create_hooks
 from bridge.web.radicale_app import build_radicale
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         Route("/healthz", healthz),
         Mount("/dav", app=dav),
         Mount("/api/v1", app=create_api(settings, store)),
+        Mount("/hooks", app=create_hooks(store)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.store = store
