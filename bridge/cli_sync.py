@@ -11,16 +11,18 @@ import argparse
 import getpass
 import os
 import sys
+import webbrowser
 from datetime import UTC, datetime
 from typing import Any
 
 from bridge import adapters
+from bridge.adapters.base import AdapterError
 from bridge.secrets import Secrets
 from bridge.settings import Settings
 from bridge.store import calendars, connections, migrate, users
 from bridge.store.db import Store
 from bridge.store.models import Calendar, Connection, SyncRun
-from bridge.sync import connection_admin, mirror
+from bridge.sync import authorize, connection_admin, mirror
 from bridge.sync.engine import Engine
 
 
@@ -36,6 +38,8 @@ def add_parsers(sub: Any) -> None:
     add.add_argument("--remote", default="", help="the remote calendar's URL, from 'connection calendars'")
     add.add_argument("--username", default="", help="account name (iCloud: the Apple ID)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin, not a prompt")
+    add.add_argument("--no-browser", action="store_true",
+                     help="google, microsoft: only print the sign-in address (open it on any browser of this machine)")
     add.add_argument("--direction", choices=connections.DIRECTIONS, default="both")
     add.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                      help=f"a rule option ({', '.join(mirror.OPTION_KEYS)}); repeatable")
@@ -131,18 +135,40 @@ def _connection(session: Any, connection_id: int) -> Connection:
 def _add(args: argparse.Namespace, settings: Settings) -> int:
     options = connection_admin.initial_options(args.provider, parse_options(args.option))
     secrets = Secrets.from_settings(settings)
-    password = _password(args)
-    account = connection_admin.new_account(args.provider, args.url, args.remote, args.username, password)
-    checked = connection_admin.check_new(account, hint="--remote")
     store = _store_of(settings)
+    with store.read() as session:
+        _calendar(session, args.calendar)  # a typo is reported before anyone signs in
+    if args.provider in authorize.OAUTH_PROVIDERS:
+        account = _signed_in(args, settings)
+    else:
+        account = connection_admin.new_account(args.provider, args.url, args.remote, args.username, _password(args),
+                                               ca_file=settings.provider_ca_file or None)
+    checked = connection_admin.check_new(account, hint="--remote")
     with store.write() as session:
         calendar = _calendar(session, args.calendar)
-        connection = connection_admin.create(session, calendar, args.provider, checked, server_url=args.url,
+        connection = connection_admin.create(session, calendar, args.provider, checked, server_url=account.server_url,
                                              credentials=account.credentials, direction=args.direction, options=options,
                                              secrets=secrets)
         print(f"connection {connection.id}: {args.calendar} <-> {checked.remote_name or checked.remote_calendar} "
               f"({connection.direction})")
     return 0
+
+
+def _signed_in(args: argparse.Namespace, settings: Settings) -> adapters.Account:
+    """The OAuth authorization-code flow through a loopback redirect (bridge.sync.authorize): the account
+    with the tokens the provider granted."""
+    app = authorize.oauth_app(args.provider, settings)
+    with authorize.loopback_redirect() as redirect:
+        pending = adapters.AUTHORIZERS[args.provider](app, redirect.redirect_uri)
+        print("Open this address in a browser, sign in and allow calbridge to use the calendar:", flush=True)
+        print(pending.url, flush=True)
+        if not args.no_browser:
+            webbrowser.open(pending.url)
+        try:
+            credentials = pending.complete(redirect.wait())
+        except AdapterError as exc:
+            raise connection_admin.ConnectionProblem(f"the sign-in did not complete: {exc}") from exc
+    return adapters.Account(args.provider, app.api_url, args.remote, credentials, ca_file=app.ca_file)
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
@@ -164,7 +190,8 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
 def _calendars(args: argparse.Namespace, settings: Settings) -> int:
     store = _store_of(settings)
     with store.read() as session:
-        account = connection_admin.account_of(_connection(session, args.id), Secrets.from_settings(settings))
+        account = connection_admin.account_of(_connection(session, args.id), Secrets.from_settings(settings),
+                                              store=store, ca_file=settings.provider_ca_file or None)
     for remote in connection_admin.check_account(account):
         print(f"{remote.id}\t{remote.name}{'  (read-only)' if remote.read_only else ''}")
     return 0

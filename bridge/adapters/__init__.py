@@ -17,9 +17,13 @@ from dataclasses import dataclass, field
 import certifi
 import httpx
 
-from bridge.adapters.base import Adapter, Permanent
+from bridge.adapters import google, microsoft
+from bridge.adapters.base import Adapter, Authorization, OAuthApp, Permanent
 from bridge.adapters.caldav import ICLOUD_URL, QUIRKS, CalDavAdapter, ICloudAdapter
+from bridge.adapters.google import API_URL as GOOGLE_API_URL
+from bridge.adapters.google import GoogleAdapter
 from bridge.adapters.ics import IcsFeedAdapter
+from bridge.adapters.microsoft import GRAPH_URL, MicrosoftAdapter
 
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
@@ -71,12 +75,41 @@ def _ics(account: Account, client: httpx.Client) -> Adapter:
     return IcsFeedAdapter(client, url, auth=_basic(account))
 
 
+def _google(account: Account, client: httpx.Client) -> Adapter:
+    return GoogleAdapter(client, account.remote_calendar, account.credentials,
+                         api_url=account.server_url or GOOGLE_API_URL, save_credentials=account.save_credentials,
+                         ca_bundle=ca_bundle(account.ca_file))
+
+
+def _microsoft(account: Account, client: httpx.Client) -> Adapter:
+    return MicrosoftAdapter(client, account.credentials, account.remote_calendar,
+                            graph_url=account.server_url or GRAPH_URL, save_credentials=account.save_credentials,
+                            verify=ca_bundle(account.ca_file))
+
+
 BUILDERS: dict[str, Callable[[Account, httpx.Client], Adapter]] = {
     "caldav": _caldav,
     "icloud": _icloud,
     "ics": _ics,
+    "google": _google,
+    "microsoft": _microsoft,
 }
-"""The providers this build can sync; the others (google, microsoft, exchange) come with their issues."""
+"""The providers this build can sync; exchange comes with its issue."""
+
+
+def _google_authorization(app: OAuthApp, redirect_uri: str) -> Authorization:
+    return google.authorize(app, redirect_uri, ca_bundle=ca_bundle(app.ca_file))
+
+
+def _microsoft_authorization(app: OAuthApp, redirect_uri: str) -> Authorization:
+    return microsoft.authorize(app, redirect_uri, verify=ca_bundle(app.ca_file))
+
+
+AUTHORIZERS: dict[str, Callable[[OAuthApp, str], Authorization]] = {
+    "google": _google_authorization,
+    "microsoft": _microsoft_authorization,
+}
+"""The providers whose accounts are connected by signing in (OAuth 2.0 code flow with PKCE)."""
 
 SYNC_TIMEZONES: dict[str, str | None] = {name: quirks.sync_timezone for name, quirks in QUIRKS.items()}
 """The sync time zone a new connection of each provider starts with (iCloud: UTC)."""

@@ -29,7 +29,7 @@ from bridge.store import calendars, connections, items, mappings
 from bridge.store.db import Store
 from bridge.store.models import Calendar, Connection, SyncRun, User
 from bridge.sync import backoff, mirror, scheduler
-from bridge.sync.engine import Engine, Progress
+from bridge.sync.engine import Engine, Progress, credential_saver
 from bridge.sync.outcome import RunOutcome
 
 MANUAL_LEASE_SECONDS = 3600  # a manual run holds off the scheduler for at most this long if it dies
@@ -98,19 +98,24 @@ def check_new(account: adapters.Account, *, hint: str) -> Checked:
     return Checked(remote, chosen.name if chosen is not None else "")
 
 
-def new_account(provider: str, url: str, remote_calendar: str, username: str, password: str) -> adapters.Account:
+def new_account(provider: str, url: str, remote_calendar: str, username: str, password: str, *,
+                ca_file: str | None = None) -> adapters.Account:
     """The account of a connection to be added; credentials only with a user name (a feed may need none)."""
     credentials = {"username": username, "password": password} if username else {}
-    return adapters.Account(provider, url, remote_calendar, credentials)
+    return adapters.Account(provider, url, remote_calendar, credentials, ca_file=ca_file)
 
 
 def is_read_only(provider: str) -> bool:
     return provider in adapters.READ_ONLY
 
 
-def account_of(connection: Connection, secrets: Secrets) -> adapters.Account:
+def account_of(connection: Connection, secrets: Secrets, *, store: Store | None = None,
+               ca_file: str | None = None) -> adapters.Account:
+    """A stored connection's account; with ``store``, tokens the adapter renews are saved (rotation)."""
     credentials = json.loads(secrets.decrypt(connection.credentials)) if connection.credentials else {}
-    return adapters.Account(connection.provider, connection.server_url, connection.remote_calendar, credentials)
+    saver = credential_saver(store, secrets, connection.id) if store is not None else None
+    return adapters.Account(connection.provider, connection.server_url, connection.remote_calendar, credentials,
+                            save_credentials=saver, ca_file=ca_file)
 
 
 # -- changes --------------------------------------------------------------------------------------

@@ -179,16 +179,8 @@ class Engine:
         """The account with its credentials decrypted, inside the run (a key that does not fit fails the run)."""
         credentials = json.loads(self.secrets.decrypt(job.credentials)) if job.credentials else {}
         return adapters.Account(job.provider, job.server_url, job.remote_calendar, credentials,
-                                save_credentials=partial(self._save_credentials, job.connection_id),
+                                save_credentials=credential_saver(self.store, self.secrets, job.connection_id),
                                 ca_file=self.settings.provider_ca_file or None)
-
-    def _save_credentials(self, connection_id: int, credentials: Mapping[str, str]) -> None:
-        """Keep what the adapter renewed, encrypted, in a transaction of its own (Account.save_credentials)."""
-        sealed = self.secrets.encrypt(json.dumps(dict(credentials), sort_keys=True))
-        with self.store.write() as session:
-            connection = session.get(Connection, connection_id)
-            if connection is not None:
-                connection.credentials = sealed
 
     def _sync(self, job: _Job, adapter: Adapter, runlog: RunLog, confirm: bool,
               progress: Progress | None) -> tuple[RunStatus, bool]:
@@ -314,6 +306,20 @@ class _Job:
     server_url: str
     remote_calendar: str
     credentials: str = field(repr=False)  # encrypted
+
+
+def credential_saver(store: Store, secrets: Secrets, connection_id: int) -> adapters.CredentialSaver:
+    """What an account's ``save_credentials`` does: keep what the adapter renewed, encrypted, in a
+    transaction of its own, at once (Account.save_credentials says why)."""
+
+    def save(credentials: Mapping[str, str]) -> None:
+        sealed = secrets.encrypt(json.dumps(dict(credentials), sort_keys=True))
+        with store.write() as session:
+            connection = session.get(Connection, connection_id)
+            if connection is not None:
+                connection.credentials = sealed
+
+    return save
 
 
 def _version(event: RemoteEvent, zone: zoneinfo.ZoneInfo, window: Window) -> RemoteVersion:

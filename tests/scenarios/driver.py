@@ -28,6 +28,9 @@ class RemoteDriver(Protocol):
     name: str
     """The provider (and server) the driver stands for, for test ids and messages."""
 
+    # Optional: ``write_methods``, the HTTP methods the provider's writes use, when not PUT (Graph: POST, PATCH,
+    # DELETE); the fault scenarios fail those.
+
     origin: str
     """The HTTP origin (``http://host:port``) the provider answers at: what a fault proxy forwards to."""
 

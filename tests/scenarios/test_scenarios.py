@@ -595,7 +595,7 @@ def test_a_push_the_upstream_refuses_is_retried_once_it_answers_again(proxied: W
     sync_ok(world)
     world.book(at(9, 10))
     before = snapshot_here(world)
-    proxy.fail(500, "PUT")
+    proxy.fail(500, *getattr(proxied.driver, "write_methods", ("PUT",)))  # Graph writes with POST/PATCH
     assert world.sync().status == "failed"
     assert snapshot_here(world) == before
     proxy.fail(None)

@@ -30,7 +30,7 @@ from starlette.routing import Route
 from bridge.secrets import Secrets
 from bridge.store import connections
 from bridge.store.models import Calendar, Connection, SyncRun, User
-from bridge.sync import connection_admin, mirror
+from bridge.sync import authorize, connection_admin, mirror
 from bridge.sync.connection_admin import ConnectionProblem, RemoteCalendarNeeded, SyncInProgress
 from bridge.sync.engine import ConnectionDisabled, Engine
 from bridge.web.api.auth import caller, require_admin
@@ -56,7 +56,7 @@ def routes(api: Api) -> list[Route]:
     async def add(request: Request) -> Response:
         who = await caller(request, api.store)
         require_admin(who)
-        wish = _new_connection(await json_body(request, api.body_limit))
+        wish = _new_connection(await json_body(request, api.body_limit), api.settings.provider_ca_file or None)
         await run_in_threadpool(_calendar_or_404, api, who.tenant_id, wish.calendar_id)  # before any request out
         checked = await run_in_threadpool(_check, wish.account)
         body = await run_in_threadpool(_add, api, keys.get, who.tenant_id, wish, checked)
@@ -141,13 +141,16 @@ class _NewConnection:
     options: dict[str, Any]
 
 
-def _new_connection(data: dict[str, Any]) -> _NewConnection:
+def _new_connection(data: dict[str, Any], ca_file: str | None) -> _NewConnection:
     """A POST /connections body, checked without going anywhere."""
     _only(data, ADD_FIELDS)
     calendar_id = field(data, "calendar", int)
     provider = field(data, "provider", str)
     if provider not in connection_admin.PROVIDERS:
         raise invalid(f"provider must be one of {', '.join(connection_admin.PROVIDERS)}", field="provider")
+    if provider in authorize.OAUTH_PROVIDERS:
+        raise invalid(f"{provider} accounts are connected by signing in to {provider.title()}, not with a password: "
+                      "use `calbridge connection add` (or the admin page)", field="provider")
     username = field(data, "username", str, required=False, default="")
     password = field(data, "password", str, required=False, default="")
     if password and not username:
@@ -161,7 +164,7 @@ def _new_connection(data: dict[str, Any]) -> _NewConnection:
         raise invalid(str(exc), field="options") from exc
     account = connection_admin.new_account(provider, field(data, "url", str, required=False, default=""),
                                            field(data, "remote_calendar", str, required=False, default=""),
-                                           username, password)
+                                           username, password, ca_file=ca_file)
     return _NewConnection(calendar_id, account, direction, options)
 
 
