@@ -12,7 +12,8 @@ so the engine decides retry, back-off, attention or resync without knowing the p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import ClassVar, Protocol, runtime_checkable
 
 import icalendar
@@ -53,6 +54,23 @@ class Transient(AdapterError):
 
 class Permanent(AdapterError):
     """A failure retrying will not fix (a refused request, a calendar that cannot be written)."""
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date); None when absent or unreadable.
+    One parser for every adapter: providers send both forms."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 # -- values -------------------------------------------------------------------------------

@@ -41,7 +41,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import ClassVar
 from urllib.parse import quote, unquote, urljoin, urlsplit
 from xml.etree import ElementTree as ET
@@ -63,6 +62,7 @@ from bridge.adapters.base import (
     TokenInvalid,
     Transient,
     Window,
+    retry_after_seconds,
 )
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,7 @@ def _map_errors(what: str, *, sync_token: bool = False) -> Iterator[None]:
         if sync_token and (status == 410 or (status in (403, 409, 412) and b"valid-sync-token" in refused.content)):
             raise TokenInvalid(message) from None
         if status in (429, 503):
-            retry_after = _retry_after(refused.headers.get("Retry-After"))
+            retry_after = retry_after_seconds(refused.headers.get("Retry-After"))
             if retry_after is not None:
                 raise RateLimited(message, retry_after) from None
             if status == 429:
@@ -167,21 +167,6 @@ def _map_errors(what: str, *, sync_token: bool = False) -> Iterator[None]:
     except httpx.HTTPError as exc:
         raise Transient(f"{what}: {type(exc).__name__}") from None
 
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 # -- XML ----------------------------------------------------------------------------------

@@ -57,7 +57,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -83,6 +82,7 @@ from bridge.adapters.base import (
     TokenInvalid,
     Transient,
     Window,
+    retry_after_seconds,
 )
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ def _map_errors(what: str, *, sync_token: bool = False) -> Iterator[None]:
         status = refused.status
         message = f"{what}: HTTP {status}"
         if status == 429 or (status == 403 and refused.reasons & _RATE_REASONS):
-            retry_after = _retry_after(refused.headers.get("Retry-After"))
+            retry_after = retry_after_seconds(refused.headers.get("Retry-After"))
             raise RateLimited(message, QUIRKS.default_retry_after if retry_after is None else retry_after) from None
         if status == 401:
             raise AuthExpired(message) from None
@@ -181,20 +181,6 @@ def _map_errors(what: str, *, sync_token: bool = False) -> Iterator[None]:
     except httpx.HTTPError as exc:
         raise Transient(f"{what}: {type(exc).__name__}") from None
 
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 # -- tokens -------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -39,6 +38,7 @@ from bridge.adapters.base import (
     TokenInvalid,
     Transient,
     Window,
+    retry_after_seconds,
 )
 
 _DEFAULT_RETRY_AFTER = 60.0
@@ -69,7 +69,7 @@ def _map_errors(what: str) -> Iterator[None]:
         status = response.status_code
         message = f"{what}: HTTP {status}"
         if status in (429, 503):
-            retry_after = _retry_after(response.headers.get("Retry-After"))
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             if retry_after is not None:
                 raise RateLimited(message, retry_after) from None
             if status == 429:
@@ -88,21 +88,6 @@ def _map_errors(what: str) -> Iterator[None]:
     except httpx.HTTPError as exc:
         raise Transient(f"{what}: {type(exc).__name__}") from None
 
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 class IcsFeedAdapter:

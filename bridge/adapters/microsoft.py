@@ -52,7 +52,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -77,6 +76,7 @@ from bridge.adapters.base import (
     TokenInvalid,
     Transient,
     Window,
+    retry_after_seconds,
 )
 
 log = logging.getLogger(__name__)
@@ -148,7 +148,7 @@ def _map_errors(what: str, *, delta: bool = False) -> Iterator[None]:
         if delta and (status == 410 or code in ("syncStateNotFound", "resyncRequired", "SyncStateNotFound")):
             raise TokenInvalid(message) from None
         if status in (429, 503):
-            retry_after = _retry_after(refused.headers.get("Retry-After"))
+            retry_after = retry_after_seconds(refused.headers.get("Retry-After"))
             raise RateLimited(message, QUIRKS["microsoft"].default_retry_after if retry_after is None
                               else retry_after) from None
         if status == 401:
@@ -167,20 +167,6 @@ def _map_errors(what: str, *, delta: bool = False) -> Iterator[None]:
     except (requests.RequestException, msal.exceptions.MsalServiceError) as exc:  # msal's transport, its 5xx
         raise Transient(f"{what}: {type(exc).__name__}") from None
 
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 # -- tokens -------------------------------------------------------------------------------
