@@ -14,9 +14,10 @@ filters, nor showDeleted=false). So a full fetch (state None) lists the window w
 paging with pageToken until the last page names ``nextSyncToken``; an incremental fetch sends the token
 alone and is not window-bounded (the engine knows that an event leaving the window is no deletion).
 A token Google no longer knows is 410 Gone (``fullSyncRequired``): :class:`TokenInvalid`.
-A full fetch reads a series from what the window lists (the master and the exceptions in the window);
-an exception outside the window is therefore missing from a baseline's copy until the series next changes,
-which only matters for instances the engine does not look at.
+The window selects events by their own times, so an exception moved across the window's edge may be
+missing from a full listing while its master is there (its original instance would then look busy): a full
+fetch therefore reads every recurring series whole as well (``Quirks.whole_series``), one request per
+series, which a baseline can afford.
 
 Lists never ask for singleEvents: a recurring event comes as its master (with ``recurrence``) plus one
 resource per exception instance (``recurringEventId`` and ``originalStartTime``); with showDeleted off
@@ -108,6 +109,7 @@ class Quirks:
     page_size: int = 250  # events.list maxResults: Google's default page (at most 2500)
     default_retry_after: float = 30.0  # a 429 or rate-limit 403 without Retry-After
     max_pages: int = 1000
+    whole_series: bool = True  # a full fetch reads each recurring series by iCalUID (see the module text)
 
 
 QUIRKS = Quirks()
@@ -402,7 +404,8 @@ class GoogleAdapter:
         events = []
         for master_id, parts in sorted(series.items()):
             master = next((p for p in parts if p["id"] == master_id), None)
-            partial = master is None or (incremental and bool(master.get("recurrence")))
+            recurring = master is not None and bool(master.get("recurrence"))
+            partial = master is None or (recurring and (incremental or self._quirks.whole_series))
             if partial:
                 parts = self._read_series(master_id, master, parts)
                 if not parts:

@@ -22,10 +22,15 @@ WINDOW = Window(datetime(2026, 11, 1, tzinfo=UTC), datetime(2027, 6, 1, tzinfo=U
 KEY = "cb1v" + "0123456789abcdef" * 4
 
 
+_MADE: list[GoogleAdapter] = []
+
+
 @pytest.fixture(scope="module")
 def google() -> Iterator[RunningGoogle]:
     with google_standin() as running:
         yield running
+        for adapter in _MADE:  # their token sessions' idle connections would hold up the server's shutdown
+            adapter.close()
 
 
 @pytest.fixture
@@ -45,9 +50,10 @@ class Saved:
 def make(google: RunningGoogle, client: httpx.Client, calendar_id: str | None = None, *,
          credentials: dict[str, str] | None = None, saved: Saved | None = None,
          quirks: Quirks = QUIRKS) -> GoogleAdapter:
-    return GoogleAdapter(client, calendar_id or google.standin.new_calendar(),
-                         credentials or google.credentials(), api_url=google.api_root, save_credentials=saved,
-                         ca_bundle=ca_bundle(tls.ca_file()), quirks=quirks)
+    _MADE.append(GoogleAdapter(client, calendar_id or google.standin.new_calendar(),
+                               credentials or google.credentials(), api_url=google.api_root, save_credentials=saved,
+                               ca_bundle=ca_bundle(tls.ca_file()), quirks=quirks))
+    return _MADE[-1]
 
 
 def single(uid: str, start: datetime, summary: str = "Termin") -> icalendar.Calendar:
@@ -277,3 +283,20 @@ def test_a_state_saved_as_json_names_the_sync_token(google: RunningGoogle, clien
     google.standin.expire_all_sync_tokens()
     with pytest.raises(TokenInvalid):
         adapter.fetch(state, WINDOW)
+
+
+def test_a_full_fetch_reads_a_series_whole_when_an_instance_moved_out_of_the_window(
+        google: RunningGoogle, client: httpx.Client) -> None:
+    edge = SERIES.to_ical().decode()
+    for old, new in (("20261207T090000", "20270517T090000"), ("20261207T093000", "20270517T093000"),
+                     ("20261214T090000", "20270531T090000"), ("20261216T140000", "20270602T140000"),
+                     ("20261216T143000", "20270602T143000"), ("20261221T090000", "20270524T090000"),
+                     ("20261221T093000", "20270524T093000")):
+        edge = edge.replace(old, new)
+    adapter = make(google, client)
+    created = adapter.create(icalendar.Calendar.from_ical(edge), KEY)  # the 31 May instance moved to 2 June
+    full = make(google, client, adapter._calendar_id)
+    (read,) = full.fetch(None, WINDOW).changed
+    assert read.etag == created.etag and full.requests_made == 2
+    overrides = [e for e in read.calendar.walk("VEVENT") if "RECURRENCE-ID" in e]
+    assert [e.decoded("DTSTART").date().isoformat() for e in overrides] == ["2027-06-02"]

@@ -177,3 +177,15 @@ def test_the_api_client_meets_googles_refusals(google: RunningGoogle) -> None:
 
     google.standin.fail_next(1, 403, reason="rateLimitExceeded", retry_after=1)
     assert status(events.get(calendarId=calendar_id, eventId=made["id"])) == 403
+
+
+def test_the_stand_in_answers_500_rather_than_a_body_google_would_not_send(google: RunningGoogle) -> None:
+    calendar_id = google.standin.new_calendar("Praxis")
+    events = service(google, grant(google)).events()
+    made = events.insert(calendarId=calendar_id, body={"start": {"date": "2026-12-24"},
+                                                       "end": {"date": "2026-12-25"}}).execute()
+    with google.standin.lock:  # a stand-in bug: a field the discovery document does not know
+        google.standin.calendars[calendar_id].events[made["id"]]["colour"] = "red"
+    with pytest.raises(HttpError) as refused:
+        events.get(calendarId=calendar_id, eventId=made["id"]).execute()
+    assert refused.value.resp.status == 500 and b"colour" in refused.value.content

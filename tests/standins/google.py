@@ -374,9 +374,9 @@ def create_app(standin: GoogleStandIn) -> Starlette:
                 return Response(f"stand-in answer breaks the discovery schema: {violation}", status_code=500)
         return JSONResponse(body, status_code=status)
 
-    async def read_body(request: Request, schema: str) -> dict[str, Any]:
+    def parse_body(raw: bytes, schema: str) -> dict[str, Any]:
         try:
-            body = json.loads(await request.body() or b"{}")
+            body = json.loads(raw or b"{}")
         except ValueError:
             raise ApiError(400, "parseError", "Parse Error") from None
         if not isinstance(body, dict):
@@ -387,19 +387,10 @@ def create_app(standin: GoogleStandIn) -> Starlette:
             raise ApiError(400, "invalid", f"Invalid value: {violation}") from None
         return body
 
-    def api(handler: Any) -> Any:
+    def api(handler: Any, schema: str | None = None) -> Any:
+        """An API endpoint: the Bearer token first, then an injected fault, then the body (``schema``)."""
         async def endpoint(request: Request) -> Response:
-            body: dict[str, Any] | None = None
-            if request.method in ("POST", "PUT", "PATCH") and handler.__name__ != "channels_stop":
-                try:
-                    body = await read_body(request, "Channel" if handler.__name__ == "events_watch" else "Event")
-                except ApiError as error:
-                    return error.response()
-            elif handler.__name__ == "channels_stop":
-                try:
-                    body = await read_body(request, "Channel")
-                except ApiError as error:
-                    return error.response()
+            raw = await request.body() if schema is not None else b""
             with standin.lock:
                 standin.api_requests.append((request.method, request.url.path))
                 try:
@@ -409,6 +400,7 @@ def create_app(standin: GoogleStandIn) -> Starlette:
                         headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
                         message = "Rate Limit Exceeded" if fault.status in (403, 429) else "Backend Error"
                         raise ApiError(fault.status, fault.reason, message, headers)
+                    body = parse_body(raw, schema) if schema is not None else None
                     result: Response = handler(request, user, body)
                     return result
                 except ApiError as error:
@@ -726,13 +718,13 @@ def create_app(standin: GoogleStandIn) -> Starlette:
         Route("/token", token, methods=["POST"]),
         Route("/revoke", revoke, methods=["POST"]),
         Route("/calendar/v3/users/me/calendarList", api(calendar_list)),
-        Route(events + "/watch", api(events_watch), methods=["POST"]),
+        Route(events + "/watch", api(events_watch, "Channel"), methods=["POST"]),
         Route(events, api(events_list), methods=["GET"]),
-        Route(events, api(events_insert), methods=["POST"]),
+        Route(events, api(events_insert, "Event"), methods=["POST"]),
         Route(events + "/{eventId}", api(events_get), methods=["GET"]),
-        Route(events + "/{eventId}", api(events_write), methods=["PUT", "PATCH"]),
+        Route(events + "/{eventId}", api(events_write, "Event"), methods=["PUT", "PATCH"]),
         Route(events + "/{eventId}", api(events_delete), methods=["DELETE"]),
-        Route("/calendar/v3/channels/stop", api(channels_stop), methods=["POST"]),
+        Route("/calendar/v3/channels/stop", api(channels_stop, "Channel"), methods=["POST"]),
     ]
     return Starlette(routes=routes)
 
