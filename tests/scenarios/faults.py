@@ -70,6 +70,7 @@ def fault_proxy(upstream: str) -> Iterator[FaultProxy]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes: no 40 ms delayed-ACK stall
 
         def __getattr__(self, name: str) -> Any:
             if name.startswith("do_"):  # every method: GET, PUT, PROPFIND, REPORT, MKCALENDAR, ...

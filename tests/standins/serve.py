@@ -17,7 +17,9 @@ from tests.standins import tls
 @contextmanager
 def serve(app: ASGIApp, *, https: bool = True) -> Iterator[str]:
     """Serve ``app`` until the block ends; yields its origin (``https://127.0.0.1:<port>``)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # The protocol named, so asyncio sets TCP_NODELAY on accepted connections (it checks sock.proto):
+    # without it every small answer waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
