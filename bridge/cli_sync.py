@@ -230,10 +230,14 @@ def _disconnect(args: argparse.Namespace, settings: Settings) -> int:
         _connection(session, args.id)
     with connection_admin.leased(store, args.id, f"cli:{os.getpid()}", datetime.now(UTC)), \
             store.write() as session:
-        mirrored = connection_admin.disconnect(session, _connection(session, args.id),
-                                               remove_mirrored=args.remove_mirrored)
+        connection = _connection(session, args.id)
+        departing = connection_admin.departing(session, connection, Secrets.from_settings(settings),
+                                               ca_file=settings.provider_ca_file or None)
+        mirrored = connection_admin.disconnect(session, connection, remove_mirrored=args.remove_mirrored)
     kept = "removed" if args.remove_mirrored else "kept as ordinary events"
     print(f"connection {args.id} removed; {mirrored} mirrored events {kept}")
+    if departing is not None and not departing.stop():
+        print("its push channel could not be stopped at the provider; it expires by itself", file=sys.stderr)
     return 0
 
 

@@ -23,12 +23,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bridge import adapters
-from bridge.adapters.base import AdapterError, AuthExpired, RemoteCalendar
+from bridge.adapters.base import AdapterError, AuthExpired, Channel, RemoteCalendar
 from bridge.secrets import Secrets
-from bridge.store import calendars, connections, items, mappings
+from bridge.store import calendars, channels, connections, items, mappings
 from bridge.store.db import Store
 from bridge.store.models import Calendar, Connection, SyncRun, User
-from bridge.sync import backoff, mirror, scheduler
+from bridge.sync import backoff, mirror, push, scheduler
 from bridge.sync.engine import Engine, Progress, credential_saver
 from bridge.sync.outcome import RunOutcome
 
@@ -188,6 +188,27 @@ def disconnect(session: Session, connection: Connection, *, remove_mirrored: boo
     session.delete(connection)
     session.flush()
     return len(mirrored)
+
+
+@dataclass(frozen=True)
+class Departing:
+    """A removed connection's push channel, to stop at the provider once the removal has committed."""
+
+    account: adapters.Account
+    channel: Channel
+
+    def stop(self) -> bool:
+        return push.stop_channel(self.account, self.channel)
+
+
+def departing(session: Session, connection: Connection, secrets: Secrets, *,
+              ca_file: str | None = None) -> Departing | None:
+    """Read before :func:`disconnect`: what is needed to stop the connection's push channel (None: it has none)."""
+    channel = channels.of_connection(session, connection.id)
+    if channel is None:
+        return None
+    return Departing(account_of(connection, secrets, ca_file=ca_file),
+                     Channel(channel.channel_id, channel.resource_id, channel.expires_at))
 
 
 def sync_now(store: Store, engine: Engine, connection_id: int, runner: str, now: datetime, *, reset: bool = False,

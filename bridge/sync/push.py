@@ -13,6 +13,7 @@ import logging
 import secrets
 from datetime import datetime, timedelta
 
+from bridge import adapters
 from bridge.adapters.base import AdapterError, Channel, Watchable
 from bridge.settings import Settings
 from bridge.store import channels
@@ -57,3 +58,18 @@ def keep_channel(store: Store, adapter: Watchable, connection_id: int, address: 
             adapter.unwatch(replaced)
         except AdapterError as exc:  # it expires by itself; its notices no longer match a channel
             log.info("old push channel of connection %d not stopped: %s", connection_id, type(exc).__name__)
+
+
+def stop_channel(account: adapters.Account, channel: Channel) -> bool:
+    """Stop a disconnected connection's channel at the provider, so it stops posting notices; whether it
+    was stopped. Best effort: a channel left running expires by itself, and the hook ignores its notices
+    since no row names it any more."""
+    try:
+        with adapters.open_adapter(account) as adapter:
+            if not isinstance(adapter, Watchable):
+                return False
+            adapter.unwatch(channel)
+    except AdapterError as exc:
+        log.info("push channel of a removed connection not stopped: %s", type(exc).__name__)
+        return False
+    return True

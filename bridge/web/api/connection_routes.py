@@ -345,10 +345,14 @@ def _disconnect(api: Api, tenant_id: int, connection_id: int, remove: bool) -> d
     try:
         with connection_admin.leased(api.store, connection_id, _runner(), datetime.now(UTC)), \
                 api.store.write() as session:
-            mirrored = connection_admin.disconnect(session, _connection(session, tenant_id, connection_id),
-                                                   remove_mirrored=remove)
+            connection = _connection(session, tenant_id, connection_id)
+            departing = connection_admin.departing(session, connection, Secrets.from_settings(api.settings),
+                                                   ca_file=api.settings.provider_ca_file or None)
+            mirrored = connection_admin.disconnect(session, connection, remove_mirrored=remove)
     except SyncInProgress as exc:
         raise _in_progress(api, tenant_id, connection_id) from exc
+    if departing is not None:
+        departing.stop()  # best effort: a channel left running expires, and its notices match nothing
     return {"id": connection_id, "mirrored_items": mirrored, "mirrored_removed": remove}
 
 
