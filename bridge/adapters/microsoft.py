@@ -555,7 +555,7 @@ class MicrosoftAdapter:
                              "update an event")
         new_etag = str(updated.get("@odata.etag", ""))
         if "RRULE" in master:
-            new_etag = self._write_overrides(remote_id, master, overrides)
+            new_etag = self._write_overrides(remote_id, master, overrides, restore_dropped=True)
         key = self._created.get(remote_id, (uid, None))[1]
         return RemoteEvent(remote_id=remote_id, etag=new_etag, calendar=event, key=key)
 
@@ -564,9 +564,12 @@ class MicrosoftAdapter:
         self._send("DELETE", f"/me/events/{quote(remote_id, safe='')}", "delete an event", headers=headers,
                    accept=(404,))
 
-    def _write_overrides(self, master_id: str, master: icalendar.Event, overrides: list[icalendar.Event]) -> str:
+    def _write_overrides(self, master_id: str, master: icalendar.Event, overrides: list[icalendar.Event], *,
+                         restore_dropped: bool = False) -> str:
         """Patch the moved or changed instances and delete the excluded and cancelled ones of a series just
-        written; the series' etag as a fetch will compute it."""
+        written; the series' etag as a fetch will compute it. ``restore_dropped`` (an update): an exception
+        Graph still has but the series no longer overrides goes back to the pattern's time and content, since
+        a PATCH of the master keeps the exceptions when its pattern is unchanged."""
         zone = _zone_of(master)
         gone = {_utc(when, zone) for when in _exdates(master)}
         changed: dict[datetime, icalendar.Event] = {}
@@ -578,9 +581,11 @@ class MicrosoftAdapter:
                 changed[original] = override
         wanted = gone | changed.keys()
         path = f"/me/events/{quote(master_id, safe='')}"
-        if wanted:
-            span = {"startDateTime": _iso(min(wanted) - timedelta(days=1)),
-                    "endDateTime": _iso(max(wanted) + timedelta(days=2))}
+        if wanted or restore_dropped:
+            bounds = list(_instance_span(master)) if restore_dropped else []
+            if wanted:
+                bounds += [min(wanted) - timedelta(days=1), max(wanted) + timedelta(days=2)]
+            span = {"startDateTime": _iso(min(bounds)), "endDateTime": _iso(max(bounds))}
             instances, _ = self._pages(path + "/instances", "read a series", params=span)
             by_original = {_parse_utc(str(i["originalStart"])): i for i in instances if i.get("originalStart")}
             for original in sorted(gone):
@@ -593,6 +598,10 @@ class MicrosoftAdapter:
                     body.pop("recurrence", None)
                     self._send("PATCH", f"/me/events/{quote(str(by_original[original]['id']), safe='')}",
                                "change an instance", body=body)
+            for original, instance in sorted(by_original.items()) if restore_dropped else ():
+                if instance.get("type") == "exception" and original not in changed and original not in gone:
+                    self._send("PATCH", f"/me/events/{quote(str(instance['id']), safe='')}",
+                               "restore an instance", body=_regular_instance(master, original))
         state = _State("", datetime.min.replace(tzinfo=UTC), datetime.max.replace(tzinfo=UTC))
         window = _instance_span(master)
         state.start, state.end = window
@@ -851,15 +860,30 @@ def _dtt(value: date | datetime, zone: tzinfo) -> dict[str, str]:
     return {"dateTime": value.replace(tzinfo=None).isoformat(timespec="seconds"), "timeZone": name}
 
 
-def to_graph(event: icalendar.Event) -> dict[str, Any]:
-    """A VEVENT as Graph event JSON (the master's recurrence included)."""
+def _bounds(event: icalendar.Event) -> tuple[date | datetime, date | datetime]:
     start = event.decoded("DTSTART")
     if "DTEND" in event:
-        end = event.decoded("DTEND")
-    elif "DURATION" in event:
-        end = start + event.decoded("DURATION")
-    else:
-        end = start + (timedelta(days=1) if not isinstance(start, datetime) else timedelta(0))
+        return start, event.decoded("DTEND")
+    if "DURATION" in event:
+        return start, start + event.decoded("DURATION")
+    return start, start + (timedelta(days=1) if not isinstance(start, datetime) else timedelta(0))
+
+
+def _regular_instance(master: icalendar.Event, original: datetime) -> dict[str, Any]:
+    """The Graph body that puts the instance of ``master`` that began at ``original`` (UTC) back as the
+    pattern has it: its own start, the series' length and content."""
+    body = to_graph(master)
+    body.pop("recurrence", None)
+    start, end = _bounds(master)
+    zone = _zone_of(master)
+    begins: date | datetime = original.date() if not isinstance(start, datetime) else original.astimezone(zone)
+    body["start"], body["end"] = _dtt(begins, zone), _dtt(begins + (end - start), zone)
+    return body
+
+
+def to_graph(event: icalendar.Event) -> dict[str, Any]:
+    """A VEVENT as Graph event JSON (the master's recurrence included)."""
+    start, end = _bounds(event)
     zone = _zone_of(event)
     all_day = not isinstance(start, datetime)
     body: dict[str, Any] = {

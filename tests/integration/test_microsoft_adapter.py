@@ -158,3 +158,36 @@ def test_watch_and_unwatch_a_calendar(driver: MicrosoftDriver, http: httpx.Clien
         adapter.unwatch(channel)  # gone already is fine
     finally:
         driver.standin.validate_subscriptions = True
+
+
+SERIES = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//bridge//EN\r\nBEGIN:VEVENT\r\nUID:weekly@bridge\r\n"
+          "DTSTAMP:20261124T080000Z\r\nDTSTART:20261207T090000Z\r\nDTEND:20261207T093000Z\r\n"
+          "RRULE:FREQ=WEEKLY;COUNT=4\r\nSUMMARY:Sprechstunde\r\nEND:VEVENT\r\n{override}END:VCALENDAR\r\n")
+MOVED = ("BEGIN:VEVENT\r\nUID:weekly@bridge\r\nDTSTAMP:20261124T080000Z\r\nRECURRENCE-ID:20261214T090000Z\r\n"
+         "DTSTART:20261214T140000Z\r\nDTEND:20261214T143000Z\r\nSUMMARY:Sprechstunde\r\nEND:VEVENT\r\n")
+
+
+def instance_times(driver: MicrosoftDriver, remote_id: str) -> list[tuple[datetime, datetime]]:
+    """When each instance of the series takes place in Outlook, as the stand-in holds it."""
+    (series,) = [c for handle, c in driver.events().items() if handle == remote_id]
+    head = next(e for e in series.walk("VEVENT") if "RECURRENCE-ID" not in e)
+    moved = {e.decoded("RECURRENCE-ID"): (e.decoded("DTSTART"), e.decoded("DTEND")) for e in series.walk("VEVENT")
+             if "RECURRENCE-ID" in e}
+    start, length = head.decoded("DTSTART"), head.decoded("DTEND") - head.decoded("DTSTART")
+    regular = [start + timedelta(weeks=n) for n in range(4)]
+    return [moved.get(at, (at, at + length)) for at in regular]
+
+
+def test_an_override_dropped_here_puts_the_instance_back_in_outlook(driver: MicrosoftDriver,
+                                                                    http: httpx.Client) -> None:
+    adapter = make(driver, http)
+    created = adapter.create(icalendar.Calendar.from_ical(SERIES.format(override=MOVED)), "cb1vseries")
+    second = datetime(2026, 12, 14, 9, tzinfo=UTC)
+    assert instance_times(driver, created.remote_id)[1] == (second.replace(hour=14), second.replace(hour=14, minute=30))
+
+    updated = adapter.update(created.remote_id, created.etag, icalendar.Calendar.from_ical(SERIES.format(override="")))
+
+    assert instance_times(driver, created.remote_id)[1] == (second, second.replace(minute=30))
+    (read,) = adapter.fetch(None, WINDOW).changed
+    assert read.etag == updated.etag  # what the update answered is what a fetch sees: no echo next run
+    assert [e.decoded("DTSTART") for e in read.calendar.walk("VEVENT") if "RECURRENCE-ID" in e] in ([], [second])
