@@ -35,6 +35,7 @@ import zoneinfo
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from time import monotonic
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -127,6 +128,9 @@ class GraphStandIn:
     token_requests: int = 0
     graph_requests: int = 0
     default_page_size: int = 50
+    request_log: list[tuple[float, str, str, int]] = field(default_factory=list, repr=False)  # Graph requests:
+    # (arrival, time.monotonic(); method; path; status), for rate-limit tests
+    issued: list[str] = field(default_factory=list, repr=False)  # every access and refresh token ever issued
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _clients: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
     _codes: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
@@ -195,6 +199,22 @@ class GraphStandIn:
     def subscriptions(self) -> list[dict[str, Any]]:
         with self._lock:
             return [dict(s) for s in self._subscriptions.values()]
+
+    def notify_subscribers(self, calendar_id: str) -> list[int]:
+        """Post a change notification to every subscription to the calendar, as Graph does when one of its
+        events changes (``value`` with subscriptionId, clientState, changeType, resource); the statuses the
+        notification URLs answered."""
+        statuses = []
+        with httpx.Client(timeout=10, verify=_client_verify()) as client:
+            for subscription in self.subscriptions():
+                if calendar_id not in str(subscription["resource"]):
+                    continue
+                notice = {"subscriptionId": subscription["id"], "clientState": subscription["clientState"],
+                          "changeType": "updated", "resource": subscription["resource"],
+                          "subscriptionExpirationDateTime": subscription["expirationDateTime"],
+                          "tenantId": "00000000-0000-0000-0000-000000000000"}
+                statuses.append(client.post(subscription["notificationUrl"], json={"value": [notice]}).status_code)
+        return statuses
 
     # -- what the driver reads in-process -------------------------------------------------------------
 
@@ -321,6 +341,7 @@ class GraphStandIn:
 
     def _grant(self, client: str, scope: str, id_token: tuple[str, str | None] | None) -> dict[str, Any]:
         access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        self.issued.extend((access, refresh))
         self._access[access] = datetime.now(UTC) + timedelta(seconds=ACCESS_TOKEN_SECONDS)
         self._refresh[refresh] = {"client": client, "scope": scope, "spent": False}
         answer: dict[str, Any] = {"token_type": "Bearer", "scope": scope, "expires_in": ACCESS_TOKEN_SECONDS,
@@ -343,7 +364,11 @@ class GraphStandIn:
 
     def _graph(self, handler: Any) -> Any:
         def endpoint(request: Request) -> Response:
-            return self._answer(request, handler)
+            at = monotonic()
+            answer = self._answer(request, handler)
+            with self._lock:
+                self.request_log.append((at, request.method, request.url.path, answer.status_code))
+            return answer
         return endpoint
 
     def _answer(self, request: Request, handler: Any, body: Any = None) -> Response:
