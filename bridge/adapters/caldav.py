@@ -51,19 +51,17 @@ import httpx
 import icalendar
 
 from bridge.adapters.base import (
-    AuthExpired,
     Delta,
     Permanent,
-    PreconditionFailed,
     RateLimited,
     RemoteCalendar,
     RemoteEvent,
     RemoteNotFound,
     TokenInvalid,
-    Transient,
     Window,
     retry_after_seconds,
 )
+from bridge.adapters.http import status_error, transport_error
 
 log = logging.getLogger(__name__)
 
@@ -147,25 +145,11 @@ def _map_errors(what: str, *, sync_token: bool = False) -> Iterator[None]:
                 raise RateLimited(message, retry_after) from None
             if status == 429:
                 raise RateLimited(message, _DEFAULT_RETRY_AFTER) from None
-        if status == 401:
-            raise AuthExpired(message) from None
-        if status == 403:
-            if b"need-privileges" in refused.content:  # a read-only calendar, not a revoked login
-                raise Permanent(message) from None
-            raise AuthExpired(message) from None
-        if status in (404, 410):
-            raise RemoteNotFound(message) from None
-        if status == 412:
-            raise PreconditionFailed(message) from None
-        if status >= 500:
-            raise Transient(message) from None
-        raise Permanent(message) from None
-    except (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.InvalidURL) as exc:
-        raise Permanent(f"{what}: {type(exc).__name__}") from None
-    except (httpx.TransportError, httpx.DecodingError) as exc:
-        raise Transient(f"{what}: {type(exc).__name__}") from None
-    except httpx.HTTPError as exc:
-        raise Transient(f"{what}: {type(exc).__name__}") from None
+        if status == 403 and b"need-privileges" in refused.content:  # a read-only calendar, not a revoked login
+            raise Permanent(message) from None
+        raise status_error(message, status, auth=(401, 403)) from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise transport_error(what, exc) from None
 
 
 

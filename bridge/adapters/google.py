@@ -85,6 +85,7 @@ from bridge.adapters.base import (
     Window,
     retry_after_seconds,
 )
+from bridge.adapters.http import status_error, transport_error
 
 log = logging.getLogger(__name__)
 
@@ -161,27 +162,17 @@ def _map_errors(what: str, *, sync_token: bool = False) -> Iterator[None]:
         if status == 429 or (status == 403 and refused.reasons & _RATE_REASONS):
             retry_after = retry_after_seconds(refused.headers.get("Retry-After"))
             raise RateLimited(message, QUIRKS.default_retry_after if retry_after is None else retry_after) from None
-        if status == 401:
-            raise AuthExpired(message) from None
         if status == 410 and sync_token:
             raise TokenInvalid(message) from None
-        if status in (404, 410):
-            raise RemoteNotFound(message) from None
-        if status == 412:
-            raise PreconditionFailed(message) from None
-        if status >= 500:
-            raise Transient(message) from None
-        raise Permanent(message) from None
+        raise status_error(message, status) from None
     except google.auth.exceptions.RefreshError as exc:
         if getattr(exc, "retryable", False):
             raise Transient(f"{what}: the token refresh failed for now") from None
         raise AuthExpired(f"{what}: the grant was refused or revoked") from None
     except google.auth.exceptions.TransportError:
         raise Transient(f"{what}: the token endpoint is unreachable") from None
-    except (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.InvalidURL) as exc:
-        raise Permanent(f"{what}: {type(exc).__name__}") from None
-    except httpx.HTTPError as exc:
-        raise Transient(f"{what}: {type(exc).__name__}") from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise transport_error(what, exc) from None
 
 
 

@@ -27,19 +27,16 @@ import httpx
 import icalendar
 
 from bridge.adapters.base import (
-    AuthExpired,
     Delta,
     Permanent,
-    PreconditionFailed,
     RateLimited,
     RemoteCalendar,
     RemoteEvent,
-    RemoteNotFound,
     TokenInvalid,
-    Transient,
     Window,
     retry_after_seconds,
 )
+from bridge.adapters.http import status_error, transport_error
 
 _DEFAULT_RETRY_AFTER = 60.0
 _SLACK = timedelta(days=1)  # dates and floating times have no zone yet: widen the window
@@ -74,19 +71,9 @@ def _map_errors(what: str) -> Iterator[None]:
                 raise RateLimited(message, retry_after) from None
             if status == 429:
                 raise RateLimited(message, _DEFAULT_RETRY_AFTER) from None
-        if status in (401, 403):
-            raise AuthExpired(message) from None
-        if status in (404, 410):
-            raise RemoteNotFound(message) from None
-        if status == 412:
-            raise PreconditionFailed(message) from None
-        if status >= 500:
-            raise Transient(message) from None
-        raise Permanent(message) from None
-    except (httpx.UnsupportedProtocol, httpx.TooManyRedirects, httpx.InvalidURL) as exc:
-        raise Permanent(f"{what}: {type(exc).__name__}") from None
-    except httpx.HTTPError as exc:
-        raise Transient(f"{what}: {type(exc).__name__}") from None
+        raise status_error(message, status, auth=(401, 403)) from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise transport_error(what, exc) from None
 
 
 

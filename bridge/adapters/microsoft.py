@@ -68,16 +68,15 @@ from bridge.adapters.base import (
     Delta,
     OAuthApp,
     Permanent,
-    PreconditionFailed,
     RateLimited,
     RemoteCalendar,
     RemoteEvent,
-    RemoteNotFound,
     TokenInvalid,
     Transient,
     Window,
     retry_after_seconds,
 )
+from bridge.adapters.http import status_error, transport_error
 
 log = logging.getLogger(__name__)
 
@@ -151,19 +150,9 @@ def _map_errors(what: str, *, delta: bool = False) -> Iterator[None]:
             retry_after = retry_after_seconds(refused.headers.get("Retry-After"))
             raise RateLimited(message, QUIRKS["microsoft"].default_retry_after if retry_after is None
                               else retry_after) from None
-        if status == 401:
-            raise AuthExpired(message) from None
-        if status in (404, 410):
-            raise RemoteNotFound(message) from None
-        if status == 412:
-            raise PreconditionFailed(message) from None
-        if status >= 500:
-            raise Transient(message) from None
-        raise Permanent(message) from None
-    except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.TooManyRedirects) as exc:
-        raise Permanent(f"{what}: {type(exc).__name__}") from None
-    except httpx.HTTPError as exc:
-        raise Transient(f"{what}: {type(exc).__name__}") from None
+        raise status_error(message, status) from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise transport_error(what, exc) from None
     except (requests.RequestException, msal.exceptions.MsalServiceError) as exc:  # msal's transport, its 5xx
         raise Transient(f"{what}: {type(exc).__name__}") from None
 
