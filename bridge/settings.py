@@ -56,6 +56,13 @@ class Settings:
     google_api_url: str = ""
     microsoft_login_url: str = ""
     microsoft_graph_url: str = ""
+    # Outgoing mail (bridge.notify); empty smtp_host or mail_from: no mail is queued or sent.
+    smtp_host: str = ""
+    smtp_port: int = 0  # 0: the port of smtp_security (25 plain, 587 starttls, 465 tls)
+    smtp_security: str = "starttls"  # plain | starttls | tls
+    smtp_username: str = ""  # empty: no authentication
+    smtp_password: str = field(default="", repr=False)
+    mail_from: str = ""  # the From address of every mail, e.g. "Calendar <calendar@example.org>"
     # Fernet keys, comma-separated, newest first; empty: <data_dir>/secret.key (see bridge.secrets)
     secret_keys: str = field(default="", repr=False)
 
@@ -64,6 +71,14 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'calbridge.sqlite3').resolve()}"
+
+    @property
+    def mail_enabled(self) -> bool:
+        return bool(self.smtp_host and self.mail_from)
+
+    @property
+    def effective_smtp_port(self) -> int:
+        return self.smtp_port or {"plain": 25, "starttls": 587, "tls": 465}[self.smtp_security]
 
     @property
     def public_base_url(self) -> str:
@@ -92,6 +107,10 @@ class Settings:
             zoneinfo.ZoneInfo(self.default_timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise SettingsError(f"default_timezone {self.default_timezone!r} is not an IANA zone") from exc
+        if self.smtp_security not in {"plain", "starttls", "tls"}:
+            raise SettingsError("smtp_security must be plain, starttls or tls")
+        if not 0 <= self.smtp_port < 65536:
+            raise SettingsError(f"smtp_port must be between 0 and 65535, not {self.smtp_port}")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise SettingsError("log_level must be debug, info, warning or error")
         return self

@@ -1,5 +1,5 @@
 """SQLAlchemy 2 typed models: tenant, user, calendar, item, occurrence, change, service token,
-connection, mapping, sync run, booking, webhook.
+connection, mapping, sync run, booking, webhook, push channel, outbox.
 
 Every table carries ``tenant_id`` so that isolation can be checked on any row.
 Times are aware UTC datetimes (stored naive UTC, which both SQLite and
@@ -268,6 +268,10 @@ class Mapping(Base):
     local_etag: Mapped[str] = mapped_column(String(80), default="")
     content_hash: Mapped[str] = mapped_column(String(64), default="")
     owner: Mapped[str] = mapped_column(String(8))  # local | remote: whose version wins a conflict
+    # While the connection's notify_customers is on: the customer's address found in the event and the
+    # time and place they were last told, encrypted JSON (bridge.notify.mirrored), because the deletion
+    # that needs them carries no summary or description.
+    customer: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[UtcTime] = mapped_column(default=utcnow)
 
 
@@ -347,3 +351,28 @@ class PushChannel(Base):
     token_hash: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[UtcTime]
     created_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+
+
+class Outbox(Base):
+    """A queued e-mail (bridge.notify), written in the transaction of the change that causes it.
+    ``dedupe_key`` (a hash of connection, item and change) makes a change queue one mail only;
+    ``message_id`` is fixed at queuing, so a resend after a crash carries the same Message-ID.
+    Recipients and message are encrypted (bridge.secrets) and dropped once the mail is sent;
+    ``last_error`` holds an SMTP code or an error's class, never an address or content."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),)
+    id: Mapped[PrimaryKey]
+    tenant_id: Mapped[int] = _tenant_fk()
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # notice_* | booking_* | alert_* (bridge.notify.message)
+    message_id: Mapped[str] = mapped_column(String(255))
+    envelope: Mapped[str] = mapped_column(Text, default="")  # encrypted JSON: sender and every recipient (Bcc too)
+    content: Mapped[str] = mapped_column(Text, default="")  # encrypted RFC 5322 message, without any Bcc header
+    status: Mapped[str] = mapped_column(String(8), default="pending")  # pending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The earliest time of the next attempt (NULL: at once); also a sender's claim on the row.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)  # never personal data
+    created_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

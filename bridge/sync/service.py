@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from bridge.notify.sender import MailSender
 from bridge.secrets import Secrets
 from bridge.settings import Settings
 from bridge.store.db import Store
@@ -24,7 +25,7 @@ def engine_worker(store: Store, settings: Settings, *, concurrency: int, poll_se
 @contextmanager
 def background_worker(store: Store, settings: Settings) -> Iterator[Worker | None]:
     """The server's own worker on a thread (``sync_workers`` at once), stopped after its round on exit,
-    and beside it a webhook sender on a thread of its own."""
+    and beside it a webhook sender and (with SMTP settings) a mail sender on threads of their own."""
     if settings.sync_workers == 0:
         yield None
         return
@@ -33,6 +34,9 @@ def background_worker(store: Store, settings: Settings) -> Iterator[Worker | Non
     sender = WebhookSender(store, Secrets.from_settings(settings))
     threads = [threading.Thread(target=worker.serve, args=(stop,), name="calbridge-sync-worker", daemon=True),
                threading.Thread(target=sender.serve, args=(stop,), name="calbridge-webhooks", daemon=True)]
+    mail = MailSender.from_settings(store, settings)  # None when no SMTP server is configured
+    if mail is not None:
+        threads.append(threading.Thread(target=mail.serve, args=(stop,), name="calbridge-mail", daemon=True))
     for thread in threads:
         thread.start()
     try:
