@@ -89,6 +89,18 @@ from bridge.adapters.http import status_error, transport_error
 
 log = logging.getLogger(__name__)
 
+
+class _NoTokenBodies(logging.Filter):
+    """requests-oauthlib, under google_auth_oauthlib's Flow (the sign-in), logs the token request's body
+    (client secret, code, verifier) and the answer (access and refresh token) at DEBUG: those records are
+    dropped where they are made, whatever level a deployment or a library sets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+logging.getLogger("requests_oauthlib.oauth2_session").addFilter(_NoTokenBodies())
+
 API_URL = "https://www.googleapis.com/calendar/v3"
 ENDPOINTS: Mapping[str, str] = {
     "auth_url": "https://accounts.google.com/o/oauth2/auth",

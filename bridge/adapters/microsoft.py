@@ -47,6 +47,7 @@ import hashlib
 import json
 import logging
 import uuid
+import warnings
 import zoneinfo
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -1017,7 +1018,10 @@ def authorize(app: OAuthApp, redirect_uri: str, *, certificate: Mapping[str, str
         base["client_secret"] = app.client_secret
     with _map_errors("start connecting the account"):
         client = _msal_app(app.client_id, credential, authority, _CountingSession(verify, lambda: None))
-        flow = client.initiate_auth_code_flow(scopes=SCOPES, redirect_uri=redirect_uri)
+        with warnings.catch_warnings():  # msal advises form_post, which needs a listener taking POSTs; the
+            # loopback redirect (RFC 8252) gets the query, so the advice is noise on the admin's terminal
+            warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended", category=UserWarning)
+            flow = client.initiate_auth_code_flow(scopes=SCOPES, redirect_uri=redirect_uri)
     if "auth_uri" not in flow:
         raise Permanent("start connecting the account: msal gave no address")
     return MicrosoftAuthorization(url=str(flow["auth_uri"]), _app=client, _flow=flow, _base=base)

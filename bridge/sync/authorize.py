@@ -52,6 +52,7 @@ class LoopbackRedirect:
     def __init__(self, server: ThreadingHTTPServer) -> None:
         self._server = server
         self._received = threading.Event()
+        self._lock = threading.Lock()
         self._url = ""
 
     @property
@@ -59,12 +60,16 @@ class LoopbackRedirect:
         return f"http://127.0.0.1:{self._server.server_address[1]}/"
 
     def receive(self, path: str) -> bool:
-        """Keep the first redirect; False for any later one."""
-        if self._received.is_set():
-            return False
-        self._url = self.redirect_uri.rstrip("/") + path
+        """Keep the first redirect; False for any later one. :meth:`wait` returns after :meth:`answered`."""
+        with self._lock:
+            if self._url:
+                return False
+            self._url = self.redirect_uri.rstrip("/") + path
+            return True
+
+    def answered(self) -> None:
+        """The browser has its page: the command may go on (and end, taking this listener with it)."""
         self._received.set()
-        return True
 
     def wait(self, timeout: float = WAIT_SECONDS) -> str:
         """The full redirect URL (with ``code`` and ``state``, or ``error``) once the browser arrives."""
@@ -88,11 +93,16 @@ def loopback_redirect() -> Iterator[LoopbackRedirect]:
             text = ("calbridge received the answer; you can close this window." if first
                     else "calbridge already has an answer; you can close this window.")
             body = f"<!doctype html><title>calbridge</title><p>{html.escape(text)}</p>".encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:  # the page first: the command may end as soon as it has the answer, and the listener with it
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                self.wfile.flush()
+            finally:
+                if first:
+                    holder[0].answered()
 
         def log_message(self, format: str, *args: object) -> None:  # the URL holds the code: never logged
             pass

@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from time import monotonic
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -144,6 +145,9 @@ class GoogleStandIn:
         self.rotate_refresh_tokens = False
         self.token_requests = 0
         self.api_requests: list[tuple[str, str]] = []  # (method, path) of every API request
+        self.request_log: list[tuple[float, str, str, int]] = []  # every API request: (arrival, time.monotonic();
+        # method; path; status), for rate-limit tests
+        self.issued: list[str] = []  # every refresh and access token ever issued (tests grep for leaks)
 
     # -- knobs for tests -------------------------------------------------------------------------
 
@@ -163,6 +167,7 @@ class GoogleStandIn:
         """A grant as if the user had consented: a refresh token and an access token with its expiry."""
         with self.lock:
             refresh = "1//" + secrets.token_urlsafe(24)
+            self.issued.append(refresh)
             grant = _Grant(client_id, user, SCOPE)
             self.grants[refresh] = grant
             access, expires = self._new_access(grant, lifetime)
@@ -207,6 +212,7 @@ class GoogleStandIn:
     def _new_access(self, grant: _Grant, lifetime: timedelta = timedelta(seconds=ACCESS_LIFETIME)) -> tuple[
             str, datetime]:
         token = "ya29." + secrets.token_urlsafe(32)
+        self.issued.append(token)
         expires = (datetime.now(UTC) + lifetime).replace(microsecond=0)
         self.access[token] = _Access(grant, expires)
         return token, expires
@@ -406,7 +412,7 @@ def create_app(standin: GoogleStandIn) -> Starlette:
                 except ApiError as error:
                     return error.response()
         endpoint.__name__ = handler.__name__
-        return endpoint
+        return _logged(standin, endpoint)
 
     # -- OAuth ---------------------------------------------------------------------------------------
 
@@ -464,6 +470,7 @@ def create_app(standin: GoogleStandIn) -> Starlette:
                                         "token_type": "Bearer"}
                 if code.offline:
                     refresh = "1//" + secrets.token_urlsafe(24)
+                    standin.issued.append(refresh)
                     standin.grants[refresh] = grant
                     body["refresh_token"] = refresh
                 return JSONResponse(body, headers={"Cache-Control": "no-store"})
@@ -479,6 +486,7 @@ def create_app(standin: GoogleStandIn) -> Starlette:
                     grant.revoked = True
                     new_grant = _Grant(grant.client_id, grant.user, grant.scope)
                     new_refresh = "1//" + secrets.token_urlsafe(24)
+                    standin.issued.append(new_refresh)
                     standin.grants[new_refresh] = new_grant
                     standin.access[access].grant = new_grant
                     body["refresh_token"] = new_refresh
@@ -727,6 +735,18 @@ def create_app(standin: GoogleStandIn) -> Starlette:
         Route("/calendar/v3/channels/stop", api(channels_stop, "Channel"), methods=["POST"]),
     ]
     return Starlette(routes=routes)
+
+
+def _logged(standin: GoogleStandIn, endpoint: Any) -> Any:
+    """``endpoint`` with each request kept in ``standin.request_log`` (arrival time, method, path, status)."""
+    async def logged(request: Request) -> Response:
+        at = monotonic()
+        response: Response = await endpoint(request)
+        with standin.lock:
+            standin.request_log.append((at, request.method, request.url.path, response.status_code))
+        return response
+    logged.__name__ = endpoint.__name__
+    return logged
 
 
 async def form(request: Request) -> dict[str, str]:
