@@ -40,6 +40,12 @@ def add_parsers(sub: Any) -> None:
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin, not a prompt")
     add.add_argument("--no-browser", action="store_true",
                      help="google, microsoft: only print the sign-in address (open it on any browser of this machine)")
+    add.add_argument("--email", default="", help="exchange: the mailbox's e-mail address (autodiscover without --url)")
+    add.add_argument("--auth", choices=connection_admin.EXCHANGE_AUTH, default="ntlm",
+                     help="exchange: how to sign in (basic only over https; oauth: --username is the app's "
+                          "client id, the password its client secret)")
+    add.add_argument("--server-version", default="", help="exchange: the server's build, e.g. 15.1.2507.6 "
+                                                            "(asked from the server when not given)")
     add.add_argument("--direction", choices=connections.DIRECTIONS, default="both")
     add.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                      help=f"a rule option ({', '.join(mirror.OPTION_KEYS)}); repeatable")
@@ -140,6 +146,10 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
         _calendar(session, args.calendar)  # a typo is reported before anyone signs in
     if args.provider in authorize.OAUTH_PROVIDERS:
         account = _signed_in(args, settings)
+    elif args.provider == "exchange":
+        account = connection_admin.exchange_account(args.url, args.remote, args.username, _password(args),
+                                                    email=args.email, auth=args.auth, version=args.server_version,
+                                                    ca_file=settings.provider_ca_file or None)
     else:
         account = connection_admin.new_account(args.provider, args.url, args.remote, args.username, _password(args),
                                                ca_file=settings.provider_ca_file or None)

@@ -105,6 +105,31 @@ def new_account(provider: str, url: str, remote_calendar: str, username: str, pa
     return adapters.Account(provider, url, remote_calendar, credentials, ca_file=ca_file)
 
 
+EXCHANGE_AUTH = ("ntlm", "basic", "oauth")
+
+
+def exchange_account(url: str, remote_calendar: str, username: str, password: str, *, email: str, auth: str,
+                     version: str = "", ca_file: str | None = None) -> adapters.Account:
+    """An Exchange (EWS) connection's account: an explicit EWS URL, or none and the mailbox's e-mail address
+    for autodiscover; with OAuth, ``username`` and ``password`` are the app's client id and secret. What the
+    connection test discovers (the EWS URL, the server version) lands in the credentials, so the connection
+    keeps it and its runs ask neither again."""
+    if auth not in EXCHANGE_AUTH:
+        raise ConnectionProblem(f"the authentication must be one of {', '.join(EXCHANGE_AUTH)}")
+    mailbox = email or (username if "@" in username else "")
+    if not mailbox:
+        raise ConnectionProblem("give the mailbox's e-mail address (--email): EWS opens a mailbox by it")
+    if auth == "oauth":  # an app registration's client credentials; the tenant named by the mailbox's domain
+        credentials = {"auth": auth, "client_id": username, "client_secret": password, "email": mailbox,
+                       "tenant_id": mailbox.rpartition("@")[2]}
+    else:
+        credentials = {"auth": auth, "username": username, "password": password, "email": mailbox}
+    if version:
+        credentials["version"] = version
+    return adapters.Account("exchange", url, remote_calendar, credentials, save_credentials=credentials.update,
+                            ca_file=ca_file)
+
+
 def is_read_only(provider: str) -> bool:
     return provider in adapters.READ_ONLY
 

@@ -16,6 +16,7 @@ import pytest
 from bridge.store.db import Store
 from tests.scenarios.caldav_driver import caldav_provider
 from tests.scenarios.driver import Provider, RemoteDriver
+from tests.scenarios.ews_driver import ews_provider
 from tests.scenarios.google_driver import google_provider
 from tests.scenarios.microsoft_driver import microsoft_provider
 from tests.scenarios.world import World, make_world
@@ -25,6 +26,7 @@ PROVIDERS: dict[str, Callable[[Path], AbstractContextManager[Provider]]] = {
     "xandikos": lambda directory: caldav_provider("xandikos", directory),
     "google": lambda directory: google_provider(directory),
     "microsoft": lambda directory: microsoft_provider(directory),
+    "exchange": lambda directory: ews_provider(directory),
 }
 
 
