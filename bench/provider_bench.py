@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Provider benchmark (issue 6): one quiet cycle of 1,000 Google and 1,000 Microsoft connections.
+"""Provider benchmark (issues 6 and 7): one quiet cycle of 1,000 Google, Microsoft and Exchange connections.
 
 For each provider, the stand-in (tests/standins/) holds N calendars with a few events each (a single
 event and a weekly series with a moved instance), written through the provider's REST API by the
@@ -44,6 +44,7 @@ from bridge.store.models import Connection, SyncRun
 from bridge.sync.engine import Engine
 from bridge.sync.worker import Worker
 from tests.scenarios.driver import Provider, RemoteDriver
+from tests.scenarios.ews_driver import ews_provider
 from tests.scenarios.google_driver import google_provider
 from tests.scenarios.microsoft_driver import microsoft_provider
 
@@ -51,6 +52,7 @@ GOAL_SECONDS = 60.0
 PROVIDERS: dict[str, Callable[[Path], contextlib.AbstractContextManager[Provider]]] = {
     "google": google_provider,
     "microsoft": microsoft_provider,
+    "exchange": ews_provider,
 }
 
 
@@ -90,6 +92,8 @@ def upstream_requests(provider: Provider) -> int:
     if running is not None:  # Google
         return len(running.standin.api_requests) + running.standin.token_requests
     standin = provider.standin  # type: ignore[attr-defined]
+    if isinstance(getattr(standin, "requests", None), list):  # EWS: every SOAP request, by mailbox
+        return len(standin.requests)
     return int(standin.graph_requests + standin.token_requests)
 
 
