@@ -229,6 +229,17 @@ def _raise_mapped(error: Exception, what: str, sync: bool, quirks: Quirks) -> No
         raise Permanent(f"{what}: {type(exc).__name__}") from None
 
 
+
+def _forget_autodiscover(email: str, secret: Any) -> None:
+    """Drop exchangelib's autodiscover protocol for this domain and these credentials: it would keep the password
+    for the process, and the EWS URL it found is saved with the connection instead."""
+    cache = exchangelib.autodiscover.autodiscover_cache
+    key = (email.rpartition("@")[2].lower(), secret)
+    with cache:
+        if key in cache:
+            cache[key].close()
+            del cache[key]
+
 # -- state ----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -323,11 +334,14 @@ class ExchangeAdapter:
         version = _version_of(credentials.get("version", ""))
         changed: dict[str, str] = {}
         if not url:
-            account = exchangelib.Account(email, credentials=secret, autodiscover=True,
-                                          access_type=exchangelib.DELEGATE, default_timezone=exchangelib.UTC,
-                                          config=exchangelib.Configuration(credentials=secret,
-                                                                           auth_type=AUTH_TYPES[auth],
-                                                                           version=version))
+            try:
+                account = exchangelib.Account(email, credentials=secret, autodiscover=True,
+                                              access_type=exchangelib.DELEGATE, default_timezone=exchangelib.UTC,
+                                              config=exchangelib.Configuration(credentials=secret,
+                                                                               auth_type=AUTH_TYPES[auth],
+                                                                               version=version))
+            finally:
+                _forget_autodiscover(email, secret)
             url = str(account.protocol.service_endpoint)
             changed["ews_url"] = url
         _refuse_plain_basic(auth, url)
