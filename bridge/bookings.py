@@ -134,11 +134,16 @@ def _require_free(session: Session, calendar: Calendar, start: datetime, end: da
         raise SlotBusy(busy)
 
 
+def event_uid(booking: Booking) -> str:
+    """The UID of the booking's event (and of the attachment of its confirmations)."""
+    return f"{booking.public_id}@{UID_DOMAIN}"
+
+
 def render(booking: Booking, calendar: Calendar, now: datetime) -> str:
     """The booking's event: times in the calendar's zone, the customer in SUMMARY and DESCRIPTION."""
     zone = zoneinfo.ZoneInfo(calendar.timezone)
     event = icalendar.Event()
-    event.add("UID", f"{booking.public_id}@{UID_DOMAIN}")
+    event.add("UID", event_uid(booking))
     event.add("DTSTAMP", now)
     event.add("DTSTART", booking.start.astimezone(zone))
     event.add("DTEND", booking.end.astimezone(zone))

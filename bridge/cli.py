@@ -82,7 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     calendar_create.add_argument("--slug", required=True, help="the calendar's name in its URL")
     calendar_create.add_argument("--name", help="display name")
     calendar_create.add_argument("--timezone", help="IANA zone (default: the default_timezone setting)")
+    calendar_create.add_argument("--bcc-provider", action="store_true",
+                                 help="send the owner a blind copy of every booking confirmation")
     calendar_create.set_defaults(run=_calendar_create)
+    calendar_set = calendar.add_parser("set", help="change a calendar's settings")
+    calendar_set.add_argument("--owner", required=True, help="login of the owner")
+    calendar_set.add_argument("--slug", required=True, help="the calendar's name in its URL")
+    calendar_set.add_argument("--bcc-provider", required=True, choices=("on", "off"),
+                              help="a blind copy of every booking confirmation to the owner")
+    calendar_set.set_defaults(run=_calendar_set)
     calendar_import = calendar.add_parser("import", help="import an .ics file (items with a known UID are replaced)")
     calendar_import.add_argument("--owner", required=True, help="login of the owner")
     calendar_import.add_argument("--slug", required=True, help="the calendar's name in its URL")
@@ -155,6 +163,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import threading
 
+    from bridge.notify.sender import MailSender
     from bridge.secrets import Secrets
     from bridge.sync.service import engine_worker
     from bridge.webhooks import WebhookSender
@@ -163,22 +172,29 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     store = _migrated_store(settings)
     worker = engine_worker(store, settings, concurrency=args.concurrency)
     sender = WebhookSender(store, Secrets.from_settings(settings))
+    mail = MailSender.from_settings(store, settings)  # None when no SMTP server is configured
     if args.once:
         print(f"{worker.run_pending()} connections synced", file=sys.stderr)
         print(f"{sender.run_pending()} webhook pages delivered", file=sys.stderr)
+        if mail is not None:
+            print(f"{mail.run_pending()} mails sent", file=sys.stderr)
         sender.close()
         return 0
     print(f"calbridge: sync worker {worker.worker_id} running {args.concurrency} at once", file=sys.stderr)
     stop = threading.Event()
-    webhooks = threading.Thread(target=sender.serve, args=(stop,), name="calbridge-webhooks", daemon=True)
-    webhooks.start()
+    threads = [threading.Thread(target=sender.serve, args=(stop,), name="calbridge-webhooks", daemon=True)]
+    if mail is not None:
+        threads.append(threading.Thread(target=mail.serve, args=(stop,), name="calbridge-mail", daemon=True))
+    for thread in threads:
+        thread.start()
     try:
         worker.serve(stop)
     except KeyboardInterrupt:
         stop.set()
     finally:
         stop.set()
-        webhooks.join()
+        for thread in threads:
+            thread.join()
         sender.close()
     return 0
 
@@ -229,8 +245,21 @@ def _calendar_create(args: argparse.Namespace, settings: Settings) -> int:
             raise CliError(f"no user {args.owner!r}")
         props = {"D:displayname": args.name} if args.name else None
         calendar = calendars.create_calendar(session, owner, args.slug,
-                                             timezone=args.timezone or settings.default_timezone, props=props)
+                                             timezone=args.timezone or settings.default_timezone, props=props,
+                                             bcc_provider=args.bcc_provider)
         print(f"{settings.public_base_url}/dav/{owner.login}/{calendar.slug}/")
+    return 0
+
+
+def _calendar_set(args: argparse.Namespace, settings: Settings) -> int:
+    store = _migrated_store(settings)
+    with store.write() as session:
+        owner = users.user_by_login(session, args.owner)
+        calendar = calendars.calendar_of(session, owner.id, args.slug) if owner is not None else None
+        if owner is None or calendar is None:
+            raise CliError(f"no calendar {args.owner}/{args.slug}")
+        calendars.set_bcc_provider(calendar, args.bcc_provider == "on")
+        print(f"calendar {owner.login}/{calendar.slug}: bcc_provider {args.bcc_provider}")
     return 0
 
 
@@ -298,13 +327,15 @@ def _secrets_new_key(args: argparse.Namespace, settings: Settings) -> int:
 def _secrets_rotate(args: argparse.Namespace, settings: Settings) -> int:
     from bridge import webhooks
     from bridge.secrets import Secrets
-    from bridge.store import connections
+    from bridge.store import connections, outbox
 
     secrets = Secrets.from_settings(settings)
     store = _migrated_store(settings)
     with store.write() as session:
         count = connections.rotate_credentials(session, secrets.rotate)
         hooks = webhooks.rotate_secrets(session, secrets.rotate)
+        mails = outbox.rotate_secrets(session, secrets.rotate)
     print(f"{count} stored credentials re-encrypted with the first key")
     print(f"{hooks} webhook secrets re-encrypted with the first key")
+    print(f"{mails} queued mails and kept customer addresses re-encrypted with the first key")
     return 0

@@ -76,24 +76,25 @@ class MirrorNotifier:
         self.notify = notify
 
     def seen(self, session: Session, item_href: str, uid: str, remote: icalendar.Calendar, version: str,
-             now: datetime) -> bool:
+             now: datetime, *, notify: bool = True) -> bool:
         """A remote event was created or changed; call after its mapping row is saved. True if a notice
-        was queued."""
+        was queued. ``notify=False``: remember only (the planner's re-ingest of an event found again)."""
         kept = unseal(self.sender.secrets, outbox.customer_of(session, self.connection_id, item_href))
         address = customer_in_event(self.sender, remote) or (kept.email if kept else None)
         after = slot_of(remote, self.zone)
         before = kept.slot if kept is not None and kept.email == address else None  # a new customer: created
-        queued = self.notify and queue_event_notice(
+        queued = self.notify and notify and queue_event_notice(
             session, self.sender, connection_id=self.connection_id, item_href=item_href, uid=uid, version=version,
             before=before, after=after, address=address, now=now)
         sealed = seal(self.sender.secrets, Customer(address, after)) if address and after else None
         outbox.set_customer(session, self.connection_id, item_href, sealed)
         return queued
 
-    def gone(self, session: Session, item_href: str, uid: str, version: str, now: datetime) -> bool:
+    def gone(self, session: Session, item_href: str, uid: str, version: str, now: datetime, *,
+             notify: bool = True) -> bool:
         """A remote event was deleted; call before its mapping row is forgotten. True if a notice was queued."""
         kept = unseal(self.sender.secrets, outbox.customer_of(session, self.connection_id, item_href))
-        if not self.notify or kept is None:
+        if not (self.notify and notify) or kept is None:
             return False
         return queue_event_notice(session, self.sender, connection_id=self.connection_id, item_href=item_href,
                                   uid=uid, version=f"deleted:{version}", before=kept.slot, after=None,

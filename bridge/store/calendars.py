@@ -34,7 +34,8 @@ def check_timezone(name: str) -> str:
 
 
 def create_calendar(
-    session: Session, owner: User, slug: str, *, timezone: str, props: Mapping[str, str] | None = None
+    session: Session, owner: User, slug: str, *, timezone: str, props: Mapping[str, str] | None = None,
+    bcc_provider: bool = False,
 ) -> Calendar:
     check_slug(slug)
     check_timezone(timezone)
@@ -48,6 +49,7 @@ def create_calendar(
         tag=all_props.get("tag", ""),
         timezone=timezone,
         props=json.dumps(all_props, sort_keys=True),
+        bcc_provider=bcc_provider,
         sync_epoch=secrets.token_hex(6),
         change_counter=0,
         changes_pruned_through=0,
@@ -112,6 +114,11 @@ def set_props(session: Session, calendar: Calendar, props: Mapping[str, str]) ->
     calendar.props = json.dumps(clean, sort_keys=True)
     calendar.tag = clean.get("tag", "")
     bump_counter(session, calendar)
+
+
+def set_bcc_provider(calendar: Calendar, on: bool) -> None:
+    """The calendar-level setting: booking confirmations go to the owner as a blind copy too."""
+    calendar.bcc_provider = on
 
 
 def delete_calendar(session: Session, calendar: Calendar) -> None:

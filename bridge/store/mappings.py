@@ -54,6 +54,12 @@ def save(session: Session, connection: Connection, values: MappingValues) -> Non
     session.flush()
 
 
+def remote_etag_of(session: Session, connection_id: int, item_href: str) -> str | None:
+    """The remote version a mapping row last saw, if the row exists."""
+    return session.scalar(select(Mapping.remote_etag).where(Mapping.connection_id == connection_id,
+                                                            Mapping.item_href == item_href))
+
+
 def forget(session: Session, connection_id: int, *, item_href: str | None = None,
            remote_id: str | None = None) -> None:
     """Drop the row of an item or of a remote event (whichever is given)."""

@@ -128,6 +128,7 @@ class Calendar(Base):
     tag: Mapped[str] = mapped_column(String(16), default="VCALENDAR")
     timezone: Mapped[str] = mapped_column(String(64))
     props: Mapped[str] = mapped_column(Text, default="{}")  # WebDAV properties as Radicale names them (JSON)
+    bcc_provider: Mapped[bool] = mapped_column(Boolean, default=False)  # blind copy of booking mails to the owner
     # Sync state: a random epoch makes tokens of a deleted and recreated calendar invalid;
     # change_counter is bumped under a row lock by every writing transaction.
     sync_epoch: Mapped[str] = mapped_column(String(16))

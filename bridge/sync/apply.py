@@ -25,6 +25,8 @@ from sqlalchemy.orm import Session
 
 from bridge import bookings, expand
 from bridge.adapters.base import Adapter, PreconditionFailed, RemoteEvent, RemoteNotFound
+from bridge.notify.mirrored import MirrorNotifier
+from bridge.notify.notices import queue_booking_mail
 from bridge.store import bookings as booking_rows
 from bridge.store import calendars, items, mappings
 from bridge.store.db import Store
@@ -72,7 +74,7 @@ class Applier:
 
     def __init__(self, store: Store, adapter: Adapter, connection_id: int, remote: Mapping[str, RemoteEvent],
                  log: RunLog, clock: Callable[[], datetime], sync_zone: str | None,
-                 token_max_age_days: int) -> None:
+                 token_max_age_days: int, *, notifier: MirrorNotifier | None = None) -> None:
         self.store = store
         self.adapter = adapter
         self.connection_id = connection_id
@@ -81,6 +83,7 @@ class Applier:
         self.clock = clock
         self.sync_zone = sync_zone
         self.token_max_age_days = token_max_age_days
+        self.notifier = notifier  # None: notify_customers is off (or no mail is configured)
 
     def run(self, actions: tuple[Action, ...], progress: Callable[[int, int], None] | None = None) -> None:
         """Every action in order; the actions of an item after a failed one are skipped."""
@@ -138,7 +141,7 @@ class Applier:
 
     # -- inbound: mirrored events -----------------------------------------------------------------
 
-    def _mirror(self, remote_id: str, item_href: str, created: bool) -> None:
+    def _mirror(self, remote_id: str, item_href: str, created: bool, notify: bool) -> None:
         event = self._listed(remote_id)
         with self.store.write() as session:
             rows = self._rows(session)
@@ -149,21 +152,28 @@ class Applier:
             mappings.save(session, rows.connection, MappingValues(
                 item_href, remote_id, event.etag, stored.etag if stored is not None else "",
                 self._remote_hash(event, rows.calendar), "remote"))
+            if self.notifier is not None:  # the raw event: the rules may have stripped the customer's address
+                self.notifier.seen(session, item_href, notice_uid(item_href), event.calendar, event.etag,
+                                   self.clock(), notify=notify)
         if stored is None:
             self.log.count("in.dropped")
         elif stored.etag != etag_before:  # a baseline re-ingests unchanged events: the store wrote nothing
             self.log.count("in.created" if created else "in.updated")
 
     def _MirrorCreate(self, action: MirrorCreate) -> None:
-        self._mirror(action.remote_id, action.item_href, created=True)
+        self._mirror(action.remote_id, action.item_href, created=True, notify=action.notify)
 
     def _MirrorUpdate(self, action: MirrorUpdate) -> None:
-        self._mirror(action.remote_id, action.item_href, created=False)
+        self._mirror(action.remote_id, action.item_href, created=False, notify=action.notify)
 
     def _MirrorDelete(self, action: MirrorDelete) -> None:
         with self.store.write() as session:
             rows = self._rows(session)
             removed = mirror.remove_item(session, rows.connection, rows.calendar, action.item_href)
+            if self.notifier is not None:
+                version = mappings.remote_etag_of(session, self.connection_id, action.item_href) or ""
+                self.notifier.gone(session, action.item_href, notice_uid(action.item_href), version, self.clock(),
+                                   notify=action.notify)
             mappings.forget(session, self.connection_id, item_href=action.item_href)
         if removed:
             self.log.count("in.deleted")
@@ -177,7 +187,7 @@ class Applier:
             calendars.lock_for_write(session, [(rows.owner.login, rows.calendar.slug)])
             booking = booking_rows.by_item(session, rows.calendar.id, action.item_href)
             if booking is not None:
-                self._follow_booking(session, rows, booking, event)
+                self._follow_booking(session, rows, booking, event, action.notify)
             else:
                 self._replace_client_item(session, rows, action.item_href, event)
             item = items.by_href(session, rows.calendar.id, action.item_href)
@@ -188,17 +198,36 @@ class Applier:
                 action.item_href, action.remote_id, event.etag, item.etag, self._remote_hash(event, rows.calendar),
                 "local"))
 
-    def _follow_booking(self, session: Session, rows: Rows, booking: Booking, event: RemoteEvent) -> None:
-        """A booking moved or cancelled in the external calendar: follow it, keeping the booking's data."""
+    def _follow_booking(self, session: Session, rows: Rows, booking: Booking, event: RemoteEvent,
+                        notify: bool) -> None:
+        """A booking moved or cancelled in the external calendar: follow it, keeping the booking's data,
+        and tell its customer (not on a baseline)."""
         master = _master(event.calendar)
         if master is None or str(master.get("STATUS", "")).upper() == "CANCELLED":
-            bookings.cancel(session, rows.calendar, booking, self.clock())
-            self.log.count("bookings.cancelled")
+            self._cancel_booking(session, rows, booking, notify)
             return
         start, end = expand.bounds(master, self._zone(rows.calendar))
         if (start, end) != (booking.start, booking.end) and booking.status == "confirmed":
+            previous = booking.start
             bookings.reschedule(session, rows.calendar, booking, start, end, self.clock(), require_free=False)
             self.log.count("bookings.moved")
+            self._tell_customer(session, booking, "booking_rescheduled", notify, previous_start=previous)
+
+    def _cancel_booking(self, session: Session, rows: Rows, booking: Booking, notify: bool) -> None:
+        was_confirmed = booking.status == "confirmed"
+        bookings.cancel(session, rows.calendar, booking, self.clock())
+        self.log.count("bookings.cancelled")
+        if was_confirmed:
+            self._tell_customer(session, booking, "booking_cancelled", notify)
+
+    def _tell_customer(self, session: Session, booking: Booking, kind: str, notify: bool, *,
+                       previous_start: datetime | None = None) -> None:
+        """The confirmation of a change the provider made to a booking in the external calendar, from the
+        booking's own data. No blind copy: the provider made the change."""
+        if self.notifier is None or not (notify and self.notifier.notify):
+            return
+        queue_booking_mail(session, self.notifier.sender, booking, kind, uid=bookings.event_uid(booking),
+                           previous_start=previous_start, now=self.clock())
 
     def _replace_client_item(self, session: Session, rows: Rows, href: str, event: RemoteEvent) -> None:
         """A client's item changed in the external calendar: take its content, keep our UID."""
@@ -228,8 +257,7 @@ class Applier:
             calendars.lock_for_write(session, [(rows.owner.login, rows.calendar.slug)])
             booking = booking_rows.by_item(session, rows.calendar.id, action.item_href)
             if booking is not None:
-                bookings.cancel(session, rows.calendar, booking, self.clock())
-                self.log.count("bookings.cancelled")
+                self._cancel_booking(session, rows, booking, action.notify)
             elif items.by_href(session, rows.calendar.id, action.item_href) is not None:
                 items.remove(session, rows.calendar, action.item_href)
                 self.log.count("in.deleted_owned")
@@ -301,6 +329,12 @@ class Applier:
     def _Conflict(self, action: Conflict) -> None:
         self.log.count("conflicts")
         self.log.count(f"conflicts_won.{action.winner}")
+
+
+def notice_uid(item_href: str) -> str:
+    """The UID a customer's calendar knows a mirrored event by: stable per remote event (its href is),
+    and telling nothing of the remote calendar."""
+    return f"{item_href.removesuffix('.ics')}@calbridge"
 
 
 def _master(calendar: icalendar.Calendar) -> icalendar.Event | None:

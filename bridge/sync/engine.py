@@ -6,13 +6,16 @@
    A state the provider no longer knows (:class:`~bridge.adapters.base.TokenInvalid`) turns the
    run into a baseline: a full fetch, and no customer is notified of anything it finds.
 3. :func:`bridge.sync.plan.plan` decides every action from the fetched events, the calendar's
-   items and the mapping table; :class:`bridge.sync.apply.Applier` carries them out.
+   items and the mapping table; :class:`bridge.sync.apply.Applier` carries them out and, while the
+   connection's ``notify_customers`` is on, queues each customer's notice in the transaction of its
+   change (:mod:`bridge.notify.mirrored`); a baseline remembers customers and tells no one.
 4. The fetched state is saved only after every action ran and only when no deletion was held
    (an incremental delta would not report the held deletions again). A run that fails halfway
    saves nothing either: the next run fetches the same changes, and what was applied already is
    recognised through the mapping table, so nothing is duplicated or lost.
 5. The run row gets its status, counts and the number of upstream requests, and the connection
-   its next due time (:mod:`bridge.sync.backoff`).
+   its next due time (:mod:`bridge.sync.backoff`), in the transaction that queues the alert of a
+   connection that just stopped or was held (:mod:`bridge.sync.alerting`).
 
 The run holds no database transaction while it talks to the provider.
 """
@@ -44,17 +47,18 @@ from bridge.adapters.base import (
     Watchable,
     Window,
 )
+from bridge.notify.mirrored import MirrorNotifier, sender_for
 from bridge.secrets import SecretError, Secrets
 from bridge.settings import Settings
 from bridge.store import mappings
 from bridge.store.db import Store
 from bridge.store.errors import NotFound
 from bridge.store.models import UNBOUNDED, Calendar, Connection, Item, SyncRun, User
-from bridge.sync import backoff, push
+from bridge.sync import alerting, backoff, push
 from bridge.sync import checkpoint as checkpoints
 from bridge.sync.apply import Applier
 from bridge.sync.content import content_hash, push_form
-from bridge.sync.mirror import href_for, options_for
+from bridge.sync.mirror import href_for, notifies_customers, options_for
 from bridge.sync.outcome import RunOutcome, RunStatus
 from bridge.sync.plan import (
     OWNED_ORIGINS,
@@ -165,7 +169,9 @@ class Engine:
                               now + timedelta(days=connection.window_future_days)),
                 sync_zone=options.sync_timezone, zone=options.sync_timezone or calendar.timezone,
                 provider=connection.provider, server_url=connection.server_url,
-                remote_calendar=connection.remote_calendar, credentials=connection.credentials)
+                remote_calendar=connection.remote_calendar, credentials=connection.credentials,
+                notify=notifies_customers(connection),
+                before=alerting.Before(connection.needs_attention, connection.failures or 0))
 
     def _keep_push_channel(self, job: _Job, adapter: Adapter) -> None:
         address = push.hook_address(self.settings, job.provider)
@@ -204,7 +210,7 @@ class Engine:
             runlog.hold(type(held).__name__, held.item_href)
         remote = {event.remote_id: event for event in delta.changed}
         applier = Applier(self.store, adapter, job.connection_id, remote, runlog, self.clock, job.sync_zone,
-                          self.settings.sync_token_max_age_days)
+                          self.settings.sync_token_max_age_days, notifier=self._notifier(job, baseline))
         applier.run(decided.actions, progress)
         if decided.held:
             return "held", baseline
@@ -214,6 +220,19 @@ class Engine:
                 return "held", baseline
         self._save_state(job, delta, baseline, counter, planned_at)
         return ("partial" if runlog.counts["errors"] else "ok"), baseline
+
+    def _notifier(self, job: _Job, baseline: bool) -> MirrorNotifier | None:
+        """The run's customer notices: None while ``notify_customers`` is off or no mail is configured;
+        on a baseline one that remembers customers and tells no one."""
+        if not (job.notify and self.settings.mail_enabled):
+            return None
+        with self.store.read() as session:
+            calendar = session.get(Calendar, job.calendar_id)
+            owner = session.get(User, calendar.owner_id) if calendar is not None else None
+            if calendar is None or owner is None:
+                raise NotFound("calendar", str(job.calendar_id))
+            sender = sender_for(session, self.settings, self.secrets, calendar, owner)
+        return MirrorNotifier(sender, job.connection_id, zoneinfo.ZoneInfo(job.zone), notify=not baseline)
 
     def _catch_up(self, job: _Job, adapter: Adapter, applier: Applier, state: str,
                   confirm: bool) -> tuple[Delta, int, datetime, bool]:
@@ -284,9 +303,21 @@ class Engine:
                 row.error_message = _plain_words(error) if error is not None else None
             if connection is not None:
                 backoff.reschedule(connection, outcome, now)
+                if row is not None:
+                    self._alert(session, job, connection, row, now)
             expired = now - timedelta(days=self.settings.sync_log_days)
             session.execute(delete(SyncRun).where(SyncRun.connection_id == job.connection_id,
                                                   SyncRun.id != job.run_id, SyncRun.started_at < expired))
+
+    def _alert(self, session: Session, job: _Job, connection: Connection, row: SyncRun, now: datetime) -> None:
+        """Queue the alert the run's end calls for (:mod:`bridge.sync.alerting`) in a savepoint: a
+        failure there is logged and must not lose the run's log row."""
+        session.flush()
+        try:
+            with session.begin_nested():
+                alerting.alert_after_run(session, self.settings, self.secrets, connection, job.before, row, now)
+        except Exception as exc:
+            log.error("queuing the alert of connection %s failed with %s", job.connection_id, type(exc).__name__)
 
 
 @dataclass(frozen=True)
@@ -306,6 +337,8 @@ class _Job:
     server_url: str
     remote_calendar: str
     credentials: str = field(repr=False)  # encrypted
+    notify: bool = False  # the connection's notify_customers option
+    before: alerting.Before = alerting.Before(False, 0)  # the connection's state before the run
 
 
 def credential_saver(store: Store, secrets: Secrets, connection_id: int) -> adapters.CredentialSaver:

@@ -47,20 +47,23 @@ import icalendar
 from sqlalchemy.orm import Session
 
 from bridge import rules
-from bridge.store import calendars, changes, connections, items, mappings
+from bridge.store import calendars, changes, connections, items, mappings, outbox
 from bridge.store.errors import NotFound
 from bridge.store.index import facts_of
 from bridge.store.models import Calendar, Connection, Item, User
 from bridge.store.objects import parse_object
 
+NOTIFY_OPTION = "notify_customers"
 BOOLEAN_OPTIONS = ("transparent_as_busy", "allday_as_busy", "anonymize_location", "no_personal_data",
-                   "private_without_details")
+                   "private_without_details", NOTIFY_OPTION)
 OPTION_KEYS = (*BOOLEAN_OPTIONS, "sync_timezone")
-"""The keys a connection's options JSON may hold: the rule options a user sets.
+"""The keys a connection's options JSON may hold: the options a user sets.
 
-The other fields of :class:`~bridge.rules.ConnectionOptions` come from elsewhere
-(the calendar's zone, the connection's salt, the owner's address).
+``notify_customers`` (off by default) is not a rule: it only decides whether the sync engine mails
+customers (:mod:`bridge.notify.mirrored`). The other fields of :class:`~bridge.rules.ConnectionOptions`
+come from elsewhere (the calendar's zone, the connection's salt, the owner's address).
 """
+RULE_KEYS = tuple(key for key in OPTION_KEYS if key != NOTIFY_OPTION)
 
 TIGHTEN_WHEN_ON = frozenset({"anonymize_location", "no_personal_data", "private_without_details"})
 TIGHTEN_WHEN_OFF = frozenset({"transparent_as_busy", "allday_as_busy"})
@@ -134,9 +137,22 @@ def options_for(connection: Connection, calendar: Calendar, owner: User) -> rule
     """The rule options of ``connection``: its JSON, its salt, the calendar's zone, the owner's address."""
     _check_belongs(connection, calendar, owner)
     stored = validate_options(connections.options_of(connection))
+    stored.pop(NOTIFY_OPTION, None)
     return rules.ConnectionOptions(**stored, calendar_timezone=calendar.timezone,
                                    uid_salt=bytes.fromhex(connection.uid_salt),
                                    owner_addresses=frozenset({owner.email}))
+
+
+def notifies_customers(connection: Connection) -> bool:
+    """Whether the connection's ``notify_customers`` option is on (off when not set)."""
+    return validate_options(connections.options_of(connection)).get(NOTIFY_OPTION) is True
+
+
+def option_values(connection: Connection, calendar: Calendar, owner: User) -> dict[str, Any]:
+    """Every option of ``connection`` with its value (the defaults filled in), as the API shows them."""
+    rule_options = options_for(connection, calendar, owner)
+    return {key: notifies_customers(connection) if key == NOTIFY_OPTION else getattr(rule_options, key)
+            for key in OPTION_KEYS}
 
 
 def store_remote(session: Session, connection: Connection, calendar: Calendar, owner: User,
@@ -178,7 +194,7 @@ def classify(before: rules.ConnectionOptions,
     """(tightened, loosened) option names between two option sets (see the module docstring)."""
     tightened: list[str] = []
     loosened: list[str] = []
-    for name in OPTION_KEYS:
+    for name in RULE_KEYS:
         old, new = getattr(before, name), getattr(after, name)
         if old == new:
             continue
@@ -197,10 +213,12 @@ def change_options(session: Session, connection: Connection, calendar: Calendar,
     """Set the options in ``new_options`` (keys not given keep their value), re-apply or request a baseline.
 
     Raises ValueError for an unknown key or a value of the wrong type, before anything changes.
+    Turning ``notify_customers`` off drops the customers kept on the mappings; turning it on needs no
+    baseline (the next change is compared with what the mapping keeps, or told as new).
     """
     given = validate_options(new_options)
     before = options_for(connection, calendar, owner)
-    after = dataclasses.replace(before, **given)
+    after = dataclasses.replace(before, **{key: value for key, value in given.items() if key != NOTIFY_OPTION})
     tightened, loosened = classify(before, after)
     calendars.lock_for_write(session, [(owner.login, calendar.slug)])
     rewritten = removed = 0
@@ -218,6 +236,8 @@ def change_options(session: Session, connection: Connection, calendar: Calendar,
                 mappings.set_local_etag(session, connection.id, item.href, stored.etag)
                 rewritten += 1
             _prune(session, calendar, token_max_age_days, now)
+    if given.get(NOTIFY_OPTION) is False:
+        outbox.forget_customers(session, connection.id)
     connections.save_options(session, connection, {**connections.options_of(connection), **given},
                              request_baseline=bool(loosened))
     return OptionChange(tightened, loosened, rewritten, removed, connection.baseline_due)

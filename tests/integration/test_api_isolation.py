@@ -54,6 +54,8 @@ def test_a_token_of_tenant_a_gets_404_for_every_object_of_tenant_b(bridge: Bridg
             "start": (T0 + timedelta(days=1)).isoformat(), "end": (T0 + timedelta(days=1, hours=1)).isoformat()}),
         ("DELETE", "/bookings/{booking_id}"): lambda a: a.delete(f"/bookings/{booking}"),
         ("GET", "/calendars/{calendar_id:int}"): lambda a: a.get(f"/calendars/{theirs}"),
+        ("PATCH", "/calendars/{calendar_id:int}"): lambda a: a.patch(f"/calendars/{theirs}",
+                                                                    json={"bcc_provider": True}),
         ("DELETE", "/calendars/{calendar_id:int}"): lambda a: a.delete(f"/calendars/{theirs}"),
         ("POST", "/calendars"): lambda a: a.post("/calendars", json={"owner": "bert", "slug": "new"}),
         ("GET", "/users/{login}"): lambda a: a.get("/users/bert"),

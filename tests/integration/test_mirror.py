@@ -421,7 +421,7 @@ def test_invalid_options_are_refused_and_nothing_changes(world: World) -> None:
     assert "LOCATION:Praxis" in unfold(world.rows()[0].text)
     assert world.change({"sync_timezone": None}).loosened == ()  # null is valid, and no change
     # options stored without validation (create_connection takes any dict) are refused by name
-    world.configure(notify_customers=True)
-    with pytest.raises(ValueError, match="unknown connection options: notify_customers"):
+    world.configure(notify_customer=True)
+    with pytest.raises(ValueError, match="unknown connection options: notify_customer "):
         world.mirror(event(TIMED, uid="later"), "later")
     assert world.row("later") is None

@@ -1,4 +1,8 @@
-"""Bookings: create (idempotent, 409 when busy), read, reschedule, cancel."""
+"""Bookings: create (idempotent, 409 when busy), read, reschedule, cancel.
+
+Each change queues the customer's confirmation (with the iCalendar attachment) in its own
+transaction, and a blind copy to the calendar owner when the calendar's ``bcc_provider`` is on;
+an idempotent replay queues nothing."""
 
 from __future__ import annotations
 
@@ -12,16 +16,20 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bridge import bookings
+from bridge.notify.mirrored import sender_for
+from bridge.notify.notices import queue_booking_mail
 from bridge.store import bookings as booking_store
 from bridge.store import calendars, changes
 from bridge.store.models import Booking, Calendar, User
 from bridge.web.api.auth import caller
-from bridge.web.api.context import Api, booking_json, iso
+from bridge.web.api.context import Api, Keys, booking_json, iso
 from bridge.web.api.inputs import field, instant, invalid, json_body, window
 from bridge.web.api.problems import Problem, not_found
 
 
 def routes(api: Api) -> list[Route]:
+    keys = Keys(api.settings)
+
     async def create(request: Request) -> Response:
         who = await caller(request, api.store)
         key = request.headers.get("idempotency-key", "").strip()
@@ -40,7 +48,7 @@ def routes(api: Api) -> list[Route]:
             wish.validate()
         except ValueError as exc:
             raise invalid(str(exc)) from exc
-        body, created = await run_in_threadpool(_create, api, who.tenant_id, calendar_id, wish, key)
+        body, created = await run_in_threadpool(_create, api, keys, who.tenant_id, calendar_id, wish, key)
         headers = {"Location": f"/api/v1/bookings/{body['id']}"}
         if not created:
             headers["Idempotent-Replayed"] = "true"
@@ -55,11 +63,12 @@ def routes(api: Api) -> list[Route]:
         data = await json_body(request, api.body_limit)
         start, end = window(data, api.settings.max_query_window_days)
         return JSONResponse(await run_in_threadpool(
-            _reschedule, api, who.tenant_id, request.path_params["booking_id"], start, end))
+            _reschedule, api, keys, who.tenant_id, request.path_params["booking_id"], start, end))
 
     async def cancel(request: Request) -> Response:
         who = await caller(request, api.store)
-        return JSONResponse(await run_in_threadpool(_cancel, api, who.tenant_id, request.path_params["booking_id"]))
+        return JSONResponse(await run_in_threadpool(_cancel, api, keys, who.tenant_id,
+                                                    request.path_params["booking_id"]))
 
     return [
         Route("/bookings", create, methods=["POST"]),
@@ -80,7 +89,17 @@ def _busy_problem(exc: bookings.SlotBusy) -> Problem:
                    conflicts=[{"start": iso(p.start), "end": iso(p.end), "type": p.busy} for p in exc.periods])
 
 
-def _create(api: Api, tenant_id: int, calendar_id: int, wish: bookings.BookingRequest,
+def _confirm(api: Api, keys: Keys, session: Session, booking: Booking, calendar: Calendar, owner: User, kind: str,
+             now: datetime, previous_start: datetime | None = None) -> None:
+    """Queue the customer's confirmation of ``kind`` in the change's transaction (none without mail settings)."""
+    if not api.settings.mail_enabled:
+        return
+    sender = sender_for(session, api.settings, keys.get(), calendar, owner)
+    queue_booking_mail(session, sender, booking, kind, uid=bookings.event_uid(booking), previous_start=previous_start,
+                       bcc_provider=calendar.bcc_provider, now=now)
+
+
+def _create(api: Api, keys: Keys, tenant_id: int, calendar_id: int, wish: bookings.BookingRequest,
             key: str) -> tuple[dict[str, Any], bool]:
     now = datetime.now(UTC)
     with api.store.write() as session:
@@ -92,6 +111,8 @@ def _create(api: Api, tenant_id: int, calendar_id: int, wish: bookings.BookingRe
         except bookings.IdempotencyKeyReused as exc:
             raise Problem(422, "idempotency-key-reused", "Idempotency key reused",
                           "this key was used for a different request") from exc
+        if created:
+            _confirm(api, keys, session, booking, calendar, owner, "booking_confirmed", now)
         changes.prune_now_and_then(session, calendar, api.settings.sync_token_max_age_days, now)
         return booking_json(booking, owner, calendar), created
 
@@ -114,23 +135,28 @@ def _read(api: Api, tenant_id: int, public_id: str) -> dict[str, Any]:
         return booking_json(booking, owner, calendar)
 
 
-def _reschedule(api: Api, tenant_id: int, public_id: str, start: datetime, end: datetime) -> dict[str, Any]:
+def _reschedule(api: Api, keys: Keys, tenant_id: int, public_id: str, start: datetime, end: datetime) -> dict[str, Any]:
     now = datetime.now(UTC)
     with api.store.write() as session:
         booking, calendar, owner = _booking(api, session, tenant_id, public_id, lock=True)
+        previous = booking.start, booking.end
         try:
             bookings.reschedule(session, calendar, booking, start, end, now)
         except bookings.SlotBusy as exc:
             raise _busy_problem(exc) from exc
         except ValueError as exc:
             raise Problem(409, "booking-cancelled", "Booking cancelled", str(exc)) from exc
+        if (booking.start, booking.end) != previous:
+            _confirm(api, keys, session, booking, calendar, owner, "booking_rescheduled", now, previous[0])
         changes.prune_now_and_then(session, calendar, api.settings.sync_token_max_age_days, now)
         return booking_json(booking, owner, calendar)
 
 
-def _cancel(api: Api, tenant_id: int, public_id: str) -> dict[str, Any]:
+def _cancel(api: Api, keys: Keys, tenant_id: int, public_id: str) -> dict[str, Any]:
     now = datetime.now(UTC)
     with api.store.write() as session:
         booking, calendar, owner = _booking(api, session, tenant_id, public_id, lock=True)
-        bookings.cancel(session, calendar, booking, now)
+        if booking.status == "confirmed":  # cancelling twice is harmless and mails once
+            bookings.cancel(session, calendar, booking, now)
+            _confirm(api, keys, session, booking, calendar, owner, "booking_cancelled", now)
         return booking_json(booking, owner, calendar)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import secrets as token_bytes
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +33,7 @@ from bridge.sync import authorize, connection_admin, mirror
 from bridge.sync.connection_admin import ConnectionProblem, RemoteCalendarNeeded, SyncInProgress
 from bridge.sync.engine import ConnectionDisabled, Engine
 from bridge.web.api.auth import caller, require_admin
-from bridge.web.api.context import Api, iso
+from bridge.web.api.context import Api, Keys, iso
 from bridge.web.api.inputs import field, invalid, json_body
 from bridge.web.api.problems import Problem, not_found
 
@@ -47,7 +46,7 @@ MAX_RUNS = 100
 
 
 def routes(api: Api) -> list[Route]:
-    keys = _Keys(api)
+    keys = Keys(api.settings)
 
     async def list_connections(request: Request) -> Response:
         who = await caller(request, api.store)
@@ -114,21 +113,6 @@ def routes(api: Api) -> list[Route]:
         Route("/connections/{connection_id:int}/sync", sync, methods=["POST"]),
         Route("/connections/{connection_id:int}/runs", list_runs, methods=["GET"]),
     ]
-
-
-class _Keys:
-    """The secret keys, read (or, on the embedded default, created) on first use, on a worker thread."""
-
-    def __init__(self, api: Api) -> None:
-        self._api = api
-        self._secrets: Secrets | None = None
-        self._lock = threading.Lock()  # two first requests must not both create the key file
-
-    def get(self) -> Secrets:
-        with self._lock:
-            if self._secrets is None:
-                self._secrets = Secrets.from_settings(self._api.settings)
-            return self._secrets
 
 
 # -- reading requests -----------------------------------------------------------------------------
@@ -222,14 +206,13 @@ def run_json(run: SyncRun) -> dict[str, Any]:
 def connection_json(connection: Connection, calendar: Calendar, owner: User, last: SyncRun | None,
                     now: datetime) -> dict[str, Any]:
     """A connection as the API shows it: never the credentials, only whether there are any."""
-    options = mirror.options_for(connection, calendar, owner)
     leased = connection.lease_expires_at is not None and connection.lease_expires_at > now
     return {
         "id": connection.id, "calendar": calendar.id, "calendar_path": f"/dav/{owner.login}/{calendar.slug}/",
         "provider": connection.provider, "url": connection.server_url,
         "remote_calendar": connection.remote_calendar, "remote_name": connection.remote_name,
         "has_credentials": bool(connection.credentials), "direction": connection.direction,
-        "enabled": connection.enabled, "options": {key: getattr(options, key) for key in mirror.OPTION_KEYS},
+        "enabled": connection.enabled, "options": mirror.option_values(connection, calendar, owner),
         "needs_attention": connection.needs_attention, "failures": connection.failures or 0,
         "baseline_due": connection.baseline_due, "syncing": leased,
         "next_due_at": iso(connection.next_due_at) if connection.next_due_at is not None else None,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from bridge.secrets import Secrets
 from bridge.settings import Settings
 from bridge.store import calendars
 from bridge.store.db import Store
@@ -35,7 +37,22 @@ class Api:
         path = f"/dav/{owner.login}/{calendar.slug}/"
         return {"id": calendar.id, "owner": owner.login, "slug": calendar.slug, "timezone": calendar.timezone,
                 "name": calendars.get_props(calendar).get("D:displayname", calendar.slug),
-                "path": path, "url": self.settings.public_base_url + path}
+                "path": path, "url": self.settings.public_base_url + path, "bcc_provider": calendar.bcc_provider}
+
+
+class Keys:
+    """The secret keys, read (or, on the embedded default, created) on first use, on a worker thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._secrets: Secrets | None = None
+        self._lock = threading.Lock()  # two first requests must not both create the key file
+
+    def get(self) -> Secrets:
+        with self._lock:
+            if self._secrets is None:
+                self._secrets = Secrets.from_settings(self._settings)
+            return self._secrets
 
 
 def iso(moment: datetime) -> str:

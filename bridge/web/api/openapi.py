@@ -11,6 +11,7 @@ from typing import Any
 from bridge.sync.connection_admin import PROVIDERS
 
 TIME = {"type": "string", "format": "date-time", "description": "RFC 3339 with a UTC offset"}
+_BCC = {"type": "boolean", "description": "booking confirmations go to the calendar owner as a blind copy too"}
 DURATION = {"oneOf": [{"type": "string", "pattern": "^P", "description": "ISO 8601 duration, e.g. PT30M"},
                       {"type": "integer", "minimum": 1, "description": "minutes"}]}
 
@@ -80,10 +81,12 @@ SCHEMAS: dict[str, Any] = {
     "Calendar": {"type": "object", "required": ["id", "owner", "slug", "timezone", "path"], "properties": {
         "id": {"type": "integer"}, "owner": {"type": "string"}, "slug": {"type": "string"},
         "timezone": {"type": "string"}, "name": {"type": "string"}, "path": {"type": "string"},
-        "url": {"type": "string"}}},
+        "url": {"type": "string"}, "bcc_provider": _BCC}},
     "CalendarRequest": {"type": "object", "required": ["owner", "slug"], "properties": {
         "owner": {"type": "string"}, "slug": {"type": "string"}, "timezone": {"type": "string"},
-        "name": {"type": "string"}}},
+        "name": {"type": "string"}, "bcc_provider": _BCC}},
+    "CalendarPatch": {"type": "object", "required": ["bcc_provider"], "additionalProperties": False,
+                      "properties": {"bcc_provider": _BCC}},
     "User": {"type": "object", "required": ["login", "email", "role", "language"], "properties": {
         "login": {"type": "string"}, "email": {"type": "string"},
         "role": {"enum": ["admin", "member", "service"]}, "language": {"enum": ["de", "en"]}}},
@@ -94,6 +97,8 @@ SCHEMAS: dict[str, Any] = {
             "transparent_as_busy": {"type": "boolean"}, "allday_as_busy": {"type": "boolean"},
             "anonymize_location": {"type": "boolean"}, "no_personal_data": {"type": "boolean"},
             "private_without_details": {"type": "boolean"},
+            "notify_customers": {"type": "boolean", "description": "mail customers named in events the provider "
+                                 "writes, moves or deletes (never on a baseline)"},
             "sync_timezone": {"type": ["string", "null"], "description": "IANA zone floating times are read in"}}},
     "Run": {"type": "object", "required": ["id", "connection", "trigger", "status", "baseline", "started_at",
                                            "finished_at", "requests", "counts", "error_class", "error_message"],
@@ -202,6 +207,9 @@ PATHS: dict[str, Any] = {
         "parameters": _CALENDAR_ID,
         "get": {"summary": "Read a calendar", "responses": {"200": _json(_ref("Calendar"), "The calendar"),
                                                              **_problems(404)}},
+        "patch": {"summary": "Change the calendar's settings (admin scope)",
+                  "requestBody": _body(_ref("CalendarPatch")),
+                  "responses": {"200": _json(_ref("Calendar"), "Changed"), **_problems(400, 403, 404, 413, 422)}},
         "delete": {"summary": "Remove a calendar with its events and bookings (admin scope)",
                    "responses": {"204": {"description": "Removed"}, **_problems(403, 404)}}},
     "/connections": {

@@ -36,8 +36,20 @@ def routes(api: Api) -> list[Route]:
         owner, slug = field(data, "owner", str), field(data, "slug", str)
         zone = field(data, "timezone", str, required=False, default=api.settings.default_timezone)
         name = field(data, "name", str, required=False, default="")
-        body = await run_in_threadpool(_create_calendar, api, who.tenant_id, owner, slug, zone, name)
+        bcc = field(data, "bcc_provider", bool, required=False, default=False)
+        body = await run_in_threadpool(_create_calendar, api, who.tenant_id, owner, slug, zone, name, bcc)
         return JSONResponse(body, status_code=201, headers={"Location": f"/api/v1/calendars/{body['id']}"})
+
+    async def change_calendar(request: Request) -> Response:
+        who = await caller(request, api.store)
+        require_admin(who)
+        data = await json_body(request, api.body_limit)
+        unknown = sorted(set(data) - {"bcc_provider"})
+        if unknown:
+            raise invalid(f"'{unknown[0]}' cannot be changed (only bcc_provider)", field=unknown[0])
+        bcc = field(data, "bcc_provider", bool)
+        return JSONResponse(await run_in_threadpool(_change_calendar, api, who.tenant_id,
+                                                    request.path_params["calendar_id"], bcc))
 
     async def delete_calendar(request: Request) -> Response:
         who = await caller(request, api.store)
@@ -80,6 +92,7 @@ def routes(api: Api) -> list[Route]:
         Route("/calendars", list_calendars, methods=["GET"]),
         Route("/calendars", create_calendar, methods=["POST"]),
         Route("/calendars/{calendar_id:int}", read_calendar, methods=["GET"]),
+        Route("/calendars/{calendar_id:int}", change_calendar, methods=["PATCH"]),
         Route("/calendars/{calendar_id:int}", delete_calendar, methods=["DELETE"]),
         Route("/users", list_users, methods=["GET"]),
         Route("/users", create_user, methods=["POST"]),
@@ -98,16 +111,25 @@ def _read_calendar(api: Api, tenant_id: int, calendar_id: int) -> dict[str, Any]
         return api.calendar_json(*api.calendar(session, tenant_id, calendar_id))
 
 
-def _create_calendar(api: Api, tenant_id: int, owner_login: str, slug: str, zone: str, name: str) -> dict[str, Any]:
+def _create_calendar(api: Api, tenant_id: int, owner_login: str, slug: str, zone: str, name: str,
+                     bcc_provider: bool) -> dict[str, Any]:
     with api.store.write() as session:
         owner = users.user_in_tenant(session, tenant_id, owner_login)
         if owner is None:
             raise not_found("user")
         try:
             calendar = calendars.create_calendar(session, owner, slug, timezone=zone,
-                                                 props={"D:displayname": name} if name else None)
+                                                 props={"D:displayname": name} if name else None,
+                                                 bcc_provider=bcc_provider)
         except ValueError as exc:
             raise invalid(str(exc)) from exc
+        return api.calendar_json(calendar, owner)
+
+
+def _change_calendar(api: Api, tenant_id: int, calendar_id: int, bcc_provider: bool) -> dict[str, Any]:
+    with api.store.write() as session:
+        calendar, owner = api.calendar(session, tenant_id, calendar_id)
+        calendars.set_bcc_provider(calendar, bcc_provider)
         return api.calendar_json(calendar, owner)
 
 
