@@ -1,5 +1,5 @@
 """SQLAlchemy 2 typed models: tenant, user, calendar, item, occurrence, change, service token,
-connection, mapping, sync run, booking, webhook, push channel, outbox.
+connection, mapping, sync run, booking, webhook, push channel, outbox, admin session, login failure.
 
 Every table carries ``tenant_id`` so that isolation can be checked on any row.
 Times are aware UTC datetimes (stored naive UTC, which both SQLite and
@@ -377,3 +377,28 @@ class Outbox(Base):
     last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)  # never personal data
     created_at: Mapped[UtcTime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AdminSession(Base):
+    """A signed-in browser of /admin (bridge.web.admin): only the SHA-256 of the cookie's random token
+    is stored, so a copy of the database signs no one in; the CSRF secret is the session's own."""
+
+    __tablename__ = "admin_session"
+    id: Mapped[PrimaryKey]
+    tenant_id: Mapped[int] = _tenant_fk()
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    csrf_secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+    expires_at: Mapped[UtcTime] = mapped_column(index=True)
+
+
+class LoginFailure(Base):
+    """One failed /admin login, counted per login and per client address (both as SHA-256 keys, so
+    neither is kept in clear). It has no tenant: a failure for a login that does not exist has none."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (Index("ix_login_failure_key_failed_at", "key_hash", "failed_at"),)
+    id: Mapped[PrimaryKey]
+    key_hash: Mapped[str] = mapped_column(String(64))
+    failed_at: Mapped[UtcTime] = mapped_column(default=utcnow)

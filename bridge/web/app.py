@@ -1,4 +1,4 @@
-"""Starlette app factory: /dav (Radicale behind the gate), /api/v1, /.well-known/caldav, /healthz."""
+"""Starlette app factory: /dav (Radicale behind the gate), /api/v1, /admin, /.well-known/caldav, /healthz."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from starlette.routing import Mount, Route
 
 from bridge.settings import Settings
 from bridge.store.db import Store
+from bridge.web.admin import create_admin
 from bridge.web.api import create_api
 from bridge.web.dav import DavGate
 from bridge.web.dav_guard import MirroredGuard
@@ -66,6 +67,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         Mount("/dav", app=dav),
         Mount("/api/v1", app=create_api(settings, store)),
         Mount("/hooks", app=create_hooks(store)),
+        Mount("/admin", app=create_admin(settings, store)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.store = store

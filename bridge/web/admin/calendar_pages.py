@@ -1,0 +1,123 @@
+"""The calendars page: a tenant's admin sees and manages every calendar of the tenant, a member
+sees their own. Each calendar shows its CalDAV address and how to subscribe to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from bridge.store import calendars, users
+from bridge.store.errors import AlreadyExists
+from bridge.store.models import Calendar, User
+from bridge.web.admin.context import AdminContext, Who, not_found, require_admin, root
+
+
+@dataclass(frozen=True)
+class CalendarView:
+    id: int
+    owner: str
+    slug: str
+    name: str
+    timezone: str
+    url: str
+
+
+def routes(ctx: AdminContext) -> list[Route]:
+    async def list_page(request: Request) -> Response:
+        who = await ctx.signed_in(request)
+        return await _list(ctx, request, who)
+
+    async def create(request: Request) -> Response:
+        who, form = await ctx.posted(request)
+        require_admin(who)
+        created = await run_in_threadpool(_create, ctx, who, form)
+        if isinstance(created, str):
+            return await _list(ctx, request, who, status=400, error=created, entered=form)
+        return RedirectResponse(f"{root(request)}/calendars/{created}", status_code=303)
+
+    async def detail(request: Request) -> Response:
+        who = await ctx.signed_in(request)
+        view = await run_in_threadpool(_detail, ctx, who, request.path_params["calendar_id"])
+        return ctx.render(request, "calendar.html", who, calendar=view)
+
+    async def remove(request: Request) -> Response:
+        who, _ = await ctx.posted(request)
+        require_admin(who)
+        await run_in_threadpool(_remove, ctx, who, request.path_params["calendar_id"])
+        return RedirectResponse(f"{root(request)}/calendars", status_code=303)
+
+    return [
+        Route("/calendars", list_page, methods=["GET"]),
+        Route("/calendars", create, methods=["POST"]),
+        Route("/calendars/{calendar_id:int}", detail, methods=["GET"]),
+        Route("/calendars/{calendar_id:int}/delete", remove, methods=["POST"]),
+    ]
+
+
+async def _list(ctx: AdminContext, request: Request, who: Who, *, status: int = 200, error: str = "",
+                entered: dict[str, str] | None = None) -> Response:
+    views, owners = await run_in_threadpool(_listing, ctx, who)
+    entered = entered or {}
+    return ctx.render(request, "calendars.html", who, status=status, calendars=views, owners=owners, error=error,
+                      entered={key: entered.get(key, "") for key in ("owner", "slug", "name")},
+                      timezone=entered.get("timezone") or ctx.settings.default_timezone)
+
+
+def _view(ctx: AdminContext, calendar: Calendar, owner: User) -> CalendarView:
+    return CalendarView(calendar.id, owner.login, calendar.slug,
+                        calendars.get_props(calendar).get("D:displayname", "") or calendar.slug, calendar.timezone,
+                        f"{ctx.settings.public_base_url}/dav/{owner.login}/{calendar.slug}/")
+
+
+def _listing(ctx: AdminContext, who: Who) -> tuple[list[CalendarView], list[tuple[int, str]]]:
+    with ctx.store.read() as session:
+        rows = calendars.calendars_with_owner(session, who.tenant_id)
+        views = [_view(ctx, c, o) for c, o in rows if who.is_admin or o.id == who.user_id]
+        owners = [(u.id, u.login) for u in users.users_of_tenant(session, who.tenant_id) if u.role != "service"]
+        return views, owners if who.is_admin else []
+
+
+def _visible(session: Session, who: Who, calendar_id: int) -> tuple[Calendar, User]:
+    """The calendar if this user may see it: 404 for another tenant's, and for a colleague's to a member."""
+    found = calendars.calendar_in_tenant(session, who.tenant_id, calendar_id)
+    if found is None or not (who.is_admin or found[1].id == who.user_id):
+        raise not_found()
+    return found
+
+
+def _detail(ctx: AdminContext, who: Who, calendar_id: int) -> CalendarView:
+    with ctx.store.read() as session:
+        return _view(ctx, *_visible(session, who, calendar_id))
+
+
+def _create(ctx: AdminContext, who: Who, form: dict[str, Any]) -> int | str:
+    """The new calendar's id, or what is wrong with the form."""
+    try:
+        owner_id = int(form.get("owner", ""))
+    except ValueError:
+        raise not_found() from None
+    name = form.get("name", "").strip()
+    with ctx.store.write() as session:
+        owner = session.get(User, owner_id)
+        if owner is None or owner.tenant_id != who.tenant_id or owner.role == "service":
+            raise not_found()
+        try:
+            calendar = calendars.create_calendar(
+                session, owner, form.get("slug", "").strip(),
+                timezone=form.get("timezone", "").strip() or ctx.settings.default_timezone,
+                props={"D:displayname": name} if name else None)
+        except (ValueError, AlreadyExists) as exc:
+            return str(exc)
+        return calendar.id
+
+
+def _remove(ctx: AdminContext, who: Who, calendar_id: int) -> None:
+    with ctx.store.write() as session:
+        calendar, _ = _visible(session, who, calendar_id)
+        calendars.delete_calendar(session, calendar)
