@@ -62,7 +62,6 @@ from exchangelib.folders import Calendar as CalendarFolder
 from exchangelib.folders import DistinguishedFolderId, Root
 from exchangelib.items import CalendarItem
 from exchangelib.protocol import BaseProtocol, Protocol
-from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 from bridge.adapters.base import (
     AuthExpired,
@@ -77,6 +76,7 @@ from bridge.adapters.base import (
     Transient,
     Window,
 )
+from bridge.adapters.zones import zone_named
 
 log = logging.getLogger(__name__)
 logging.getLogger("exchangelib").setLevel(logging.CRITICAL)  # its error logs carry request XML (event content)
@@ -643,20 +643,6 @@ def _vcalendar() -> icalendar.Calendar:
     calendar.add("PRODID", "-//calbridge//Exchange EWS//EN")
     calendar.add("VERSION", "2.0")
     return calendar
-
-
-def zone_named(name: str | None) -> tzinfo:
-    """A Windows (or IANA) time zone name as a zone, through icalendar's CLDR table; UTC for none or unknown."""
-    if not name or name in ("UTC", "Etc/UTC"):
-        return UTC
-    iana = WINDOWS_TO_OLSON.get(name.strip(), name.strip())
-    if iana in ("Etc/UTC", "UTC", "Etc/GMT"):
-        return UTC
-    try:
-        return zoneinfo.ZoneInfo(iana)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        log.warning("an event names a time zone zoneinfo does not know; read as UTC")
-        return UTC
 
 
 def _item_zone(item: CalendarItem) -> tzinfo:

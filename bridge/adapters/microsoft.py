@@ -48,7 +48,6 @@ import json
 import logging
 import uuid
 import warnings
-import zoneinfo
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -61,7 +60,6 @@ import icalendar
 import msal
 import requests
 from dateutil import rrule as dateutil_rrule
-from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
 from bridge.adapters.base import (
     AuthExpired,
@@ -78,6 +76,7 @@ from bridge.adapters.base import (
     retry_after_seconds,
 )
 from bridge.adapters.http import status_error, transport_error
+from bridge.adapters.zones import zone_named
 
 log = logging.getLogger(__name__)
 
@@ -620,20 +619,6 @@ def _vcalendar() -> icalendar.Calendar:
     calendar.add("PRODID", "-//calbridge//Microsoft Graph//EN")
     calendar.add("VERSION", "2.0")
     return calendar
-
-
-def zone_named(name: str | None) -> tzinfo:
-    """A Graph time zone name (Windows or IANA) as a zone; UTC for none or an unknown one."""
-    if not name or name in ("UTC", "tzone://Microsoft/Utc", "Etc/UTC"):
-        return UTC
-    iana = WINDOWS_TO_OLSON.get(name.strip(), name.strip())
-    if iana in ("Etc/UTC", "UTC", "Etc/GMT"):
-        return UTC
-    try:
-        return zoneinfo.ZoneInfo(iana)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        log.warning("an event names a time zone zoneinfo does not know; read as UTC")
-        return UTC
 
 
 def _parse_utc(text: str) -> datetime:
