@@ -149,7 +149,8 @@ def _add(args: argparse.Namespace, settings: Settings) -> int:
     elif args.provider == "exchange":
         account = connection_admin.exchange_account(args.url, args.remote, args.username, _password(args),
                                                     email=args.email, auth=args.auth, version=args.server_version,
-                                                    ca_file=settings.provider_ca_file or None)
+                                                    ca_file=settings.provider_ca_file or None,
+                                                    login_url=settings.microsoft_login_url)
     else:
         account = connection_admin.new_account(args.provider, args.url, args.remote, args.username, _password(args),
                                                ca_file=settings.provider_ca_file or None)

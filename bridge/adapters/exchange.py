@@ -1,9 +1,10 @@
 """Exchange Server (on-premises) calendars through EWS, with exchangelib.
 
 Connecting. The credentials (``auth``: ntlm, basic or oauth; ``username``, ``password``; ``access_token`` or
-``client_id``/``client_secret``/``tenant_id`` for OAuth; ``email``, the mailbox; ``ews_url``; ``version``, a
-build such as 15.1.2507.6) name the mailbox by e-mail address. Without an EWS URL (neither the connection's
-server URL nor a saved one) exchangelib's autodiscover finds it; without a version exchangelib asks the server.
+``client_id``/``client_secret``/``tenant_id``, and maybe ``authority`` and ``scope``, for OAuth; ``email``,
+the mailbox; ``ews_url``; ``version``, a build such as 15.1.2507.6) name the mailbox by e-mail address.
+Without an EWS URL (neither the connection's server URL nor a saved one) exchangelib's autodiscover finds it;
+without a version exchangelib asks the server.
 Both answers go to ``save_credentials`` at once, so later runs ask neither and a quiet cycle is exactly one
 ``SyncFolderItems`` request. Basic sends the password as it is: only over TLS (or to a loopback proxy).
 exchangelib brings its own HTTP transport (requests); it is kept, and the tests' or a corporate CA is trusted
@@ -62,6 +63,7 @@ from exchangelib.folders import Calendar as CalendarFolder
 from exchangelib.folders import DistinguishedFolderId, Root
 from exchangelib.items import CalendarItem
 from exchangelib.protocol import BaseProtocol, Protocol
+from oauthlib.oauth2.rfc6749 import errors as oauth2_errors
 
 from bridge.adapters.base import (
     AuthExpired,
@@ -225,6 +227,13 @@ def _raise_mapped(error: Exception, what: str, sync: bool, quirks: Quirks) -> No
     except requests.RequestException as exc:
         kind, reason = _describe_transport(exc)
         raise kind(f"{what}: {reason}") from None
+    except (oauth2_errors.InvalidClientError, oauth2_errors.InvalidGrantError, oauth2_errors.UnauthorizedClientError,
+            oauth2_errors.AccessDeniedError, oauth2_errors.TokenExpiredError):
+        raise AuthExpired(f"{what}: the token endpoint refused the app's credentials (authentication)") from None
+    except (oauth2_errors.ServerError, oauth2_errors.TemporarilyUnavailableError):
+        raise Transient(f"{what}: the token endpoint failed for now") from None
+    except oauth2_errors.OAuth2Error as exc:
+        raise Permanent(f"{what}: the token endpoint refused the request ({exc.error})") from None
     except (ews.EWSError, ValueError, TypeError) as exc:
         raise Permanent(f"{what}: {type(exc).__name__}") from None
 
@@ -580,10 +589,31 @@ def _credentials_of(auth: str, credentials: Mapping[str, str], email: str) -> ex
             client_id=credentials.get("client_id"), client_secret=credentials.get("client_secret"),
             access_token={"access_token": credentials["access_token"], "token_type": "Bearer"}, identity=identity)
     if credentials.get("client_id") and credentials.get("client_secret"):
-        return exchangelib.OAuth2Credentials(client_id=credentials["client_id"],
-                                             client_secret=credentials["client_secret"],
-                                             tenant_id=credentials.get("tenant_id") or "common", identity=identity)
+        return _AppCredentials(client_id=credentials["client_id"], client_secret=credentials["client_secret"],
+                               tenant_id=credentials.get("tenant_id") or "common", identity=identity,
+                               authority=credentials.get("authority", ""), resource=credentials.get("scope", ""))
     raise AuthExpired("connect to the mailbox: OAuth needs an access token or a client id and secret")
+
+
+class _AppCredentials(exchangelib.OAuth2Credentials):
+    """Application access (client credentials) with the token endpoint and scope a connection names: a
+    national cloud's or a hybrid server's authority (``authority``, e.g. ``https://login.microsoftonline.us/<tenant>``)
+    and resource (``scope``, e.g. ``https://mail.praxis.example/.default``); Exchange Online's by default.
+    exchangelib then sends ExchangeImpersonation for the mailbox with every request."""
+
+    def __init__(self, *, authority: str, resource: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._authority, self._resource = authority.rstrip("/"), resource
+
+    @property
+    def token_url(self) -> str:
+        if self._authority:
+            return f"{self._authority}/oauth2/v2.0/token"
+        return str(super().token_url)
+
+    @property
+    def scope(self) -> list[str]:
+        return [self._resource] if self._resource else list(super().scope)
 
 
 def _version_of(text: str) -> exchangelib.Version | None:

@@ -109,11 +109,12 @@ EXCHANGE_AUTH = ("ntlm", "basic", "oauth")
 
 
 def exchange_account(url: str, remote_calendar: str, username: str, password: str, *, email: str, auth: str,
-                     version: str = "", ca_file: str | None = None) -> adapters.Account:
+                     version: str = "", ca_file: str | None = None, login_url: str = "") -> adapters.Account:
     """An Exchange (EWS) connection's account: an explicit EWS URL, or none and the mailbox's e-mail address
     for autodiscover; with OAuth, ``username`` and ``password`` are the app's client id and secret. What the
     connection test discovers (the EWS URL, the server version) lands in the credentials, so the connection
-    keeps it and its runs ask neither again."""
+    keeps it and its runs ask neither again. ``login_url`` (the ``microsoft_login_url`` setting): another
+    Microsoft identity platform for OAuth than Entra's public one (a national cloud)."""
     if auth not in EXCHANGE_AUTH:
         raise ConnectionProblem(f"the authentication must be one of {', '.join(EXCHANGE_AUTH)}")
     mailbox = email or (username if "@" in username else "")
@@ -122,6 +123,8 @@ def exchange_account(url: str, remote_calendar: str, username: str, password: st
     if auth == "oauth":  # an app registration's client credentials; the tenant named by the mailbox's domain
         credentials = {"auth": auth, "client_id": username, "client_secret": password, "email": mailbox,
                        "tenant_id": mailbox.rpartition("@")[2]}
+        if login_url:
+            credentials["authority"] = f"{login_url.rstrip('/')}/{credentials['tenant_id']}"
     else:
         credentials = {"auth": auth, "username": username, "password": password, "email": mailbox}
     if version:

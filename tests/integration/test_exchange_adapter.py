@@ -456,3 +456,44 @@ def test_oauth_connections_keep_the_apps_client_credentials_with_the_mailboxs_do
                                                 "client-secret", email="weber@praxis.example", auth="oauth")
     assert dict(account.credentials) == {"auth": "oauth", "client_id": "client-id", "client_secret": "client-secret",
                                          "email": "weber@praxis.example", "tenant_id": "praxis.example"}
+
+
+def app_credentials(running: RunningEws, mailbox: Mailbox, client_id: str, secret: str) -> dict[str, str]:
+    """An app registration's client credentials with its tenant's authority (the stand-in's token endpoint)."""
+    return {"auth": "oauth", "client_id": client_id, "client_secret": secret, "tenant_id": "praxis.example",
+            "authority": f"{running.origin}/praxis.example", "scope": f"{running.origin}/.default",
+            "email": mailbox.email, "version": VERSION}
+
+
+def test_oauth_app_access_reads_the_mailbox_it_impersonates(running: RunningEws, standin: EwsStandIn,
+                                                            mailbox: Mailbox) -> None:
+    client_id, secret = standin.register_app()
+    other = standin.new_mailbox()
+    for owner, uid, summary in ((other, "other@phone", "Fremd"), (mailbox, "mine@phone", "Kontrolle")):
+        writer = adapter(running, owner)  # the other mailbox's event must not reach the app's connection
+        try:
+            writer.create(event(uid, datetime(2026, 12, 7, 9, tzinfo=UTC), summary=summary), f"cb1v{uid}")
+        finally:
+            writer.close()
+    app = ExchangeAdapter(app_credentials(running, mailbox, client_id, secret), mailbox.calendar_id,
+                          server_url=running.ews_url, ca_bundle=ca_bundle(tls.ca_file()))
+    try:
+        delta = app.fetch(None, WINDOW)
+        assert summaries(delta.changed) == {"mine@phone": "Kontrolle"}
+        assert app.fetch(delta.state, WINDOW).changed == [] and operations(standin, mailbox)[-1] == "SyncFolderItems"
+    finally:
+        app.close()
+
+
+def test_oauth_with_a_wrong_client_secret_is_auth_expired(running: RunningEws, standin: EwsStandIn,
+                                                          mailbox: Mailbox) -> None:
+    client_id, _ = standin.register_app()
+    app = ExchangeAdapter(app_credentials(running, mailbox, client_id, "not-the-secret"), mailbox.calendar_id,
+                          server_url=running.ews_url, ca_bundle=ca_bundle(tls.ca_file()))
+    try:
+        with pytest.raises(AuthExpired):
+            app.fetch(None, WINDOW)
+        assert operations(standin, mailbox) == []  # refused at the token endpoint: EWS never saw it
+    finally:
+        app.close()
+        gc.collect()  # the refused token session sits in a reference cycle with its socket (requests-oauthlib)

@@ -36,7 +36,9 @@ Faults as EWS documents them: ``ErrorServerBusy`` (HTTP 500 SOAP fault with ``Ba
 ``ErrorChangeKeyRequiredForWriteOperations``; a wrong password is a 401 offering ``NTLM`` and ``Basic``.
 
 Authentication: Basic, or NTLM (NTLMv2, connection-based as IIS does it; ``ews_ntlm``); the login is
-``Mailbox.username`` (``EXAMPLE\\user-…``) or the e-mail address.
+``Mailbox.username`` (``EXAMPLE\\user-…``) or the e-mail address. Or OAuth app-only access: an app from
+:meth:`EwsStandIn.register_app` gets a token at ``/{tenant}/oauth2/v2.0/token`` (client credentials) and acts
+for the mailbox its ``ExchangeImpersonation`` header names.
 
 Liberties: one mailbox per login (no delegate access to other mailboxes; a folder of another mailbox is
 ``ErrorAccessDenied``), no meeting invitations are sent, shapes other than ``IdOnly`` return every field, and
@@ -56,19 +58,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl
 
 import requests.adapters
 from lxml import etree
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.standins import tls
 from tests.standins.ews_ntlm import NtlmAcceptor
 from tests.standins.ews_operations import Operations
 from tests.standins.ews_store import Store
-from tests.standins.ews_xml import SOAP, Fault, envelope, fault, local, parse, t
+from tests.standins.ews_xml import SOAP, Fault, T, envelope, fault, local, parse, t
 from tests.standins.serve import serve
 
 EWS_PATH = "/EWS/Exchange.asmx"
@@ -109,6 +112,8 @@ class EwsStandIn:
         self._operations = Operations(self._store)
         self._failures: list[tuple[str, int | None]] = []
         self._ntlm = NtlmAcceptor()
+        self._apps: dict[str, str] = {}  # OAuth: client id -> client secret
+        self._tokens: dict[str, str] = {}  # OAuth: access token -> client id
 
     # -- knobs for tests -------------------------------------------------------------------------------------
 
@@ -126,6 +131,14 @@ class EwsStandIn:
             mailbox.root_id, mailbox.top_id, mailbox.calendar_id = root.id, top.id, calendar.id
             self._mailboxes[mailbox.username] = mailbox
             return mailbox
+
+    def register_app(self) -> tuple[str, str]:
+        """An app registration allowed to impersonate every mailbox (application access, as Exchange's
+        ApplicationImpersonation role grants it): its client id and secret for the token endpoint."""
+        with self.lock:
+            client_id, secret = secrets.token_hex(8), secrets.token_urlsafe(16)
+            self._apps[client_id] = secret
+            return client_id, secret
 
     def new_calendar(self, mailbox: Mailbox, name: str) -> str:
         """Another calendar folder of ``mailbox`` (under its default calendar, as Outlook makes them); its id."""
@@ -169,12 +182,32 @@ class EwsStandIn:
     # -- the app ---------------------------------------------------------------------------------------------
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route(EWS_PATH, self._endpoint, methods=["POST"])])
+        return Starlette(routes=[Route(EWS_PATH, self._endpoint, methods=["POST"]),
+                                 Route("/{tenant}/oauth2/v2.0/token", self._token, methods=["POST"])])
+
+    async def _token(self, request: Request) -> Response:
+        """Microsoft identity platform's token endpoint for the client-credentials grant (what exchangelib's
+        ``OAuth2Credentials`` asks): the app's id and secret in the form, a ``/.default`` scope."""
+        form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))  # x-www-form-urlencoded
+        client_id, secret = str(form.get("client_id", "")), str(form.get("client_secret", ""))
+        with self.lock:
+            known = self._apps.get(client_id)
+            if form.get("grant_type") != "client_credentials":
+                return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+            if known is None or not secrets.compare_digest(known.encode(), secret.encode()):
+                return JSONResponse({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid "
+                                     "client secret provided."}, status_code=401)
+            if not str(form.get("scope", "")).endswith("/.default"):
+                return JSONResponse({"error": "invalid_scope"}, status_code=400)
+            token = secrets.token_urlsafe(24)
+            self._tokens[token] = client_id
+        return JSONResponse({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
+                             "access_token": token})
 
     async def _endpoint(self, request: Request) -> Response:
         body = await request.body()
         with self.lock:
-            caller = self._caller(request)
+            caller = self._caller(request, body)
             if isinstance(caller, Response):
                 return caller
             try:
@@ -183,10 +216,27 @@ class EwsStandIn:
                 return Response(fault(refused), status_code=500, media_type="text/xml; charset=utf-8")
         return Response(envelope(content), media_type="text/xml; charset=utf-8")
 
-    def _caller(self, request: Request) -> Mailbox | Response:
-        """The mailbox a request is authenticated for (Basic, or NTLM on its connection), or the 401 to send."""
+    def _caller(self, request: Request, body: bytes) -> Mailbox | Response:
+        """The mailbox a request is authenticated for (Basic, NTLM on its connection, or an app's Bearer token
+        impersonating the mailbox its SOAP header names), or the answer to send instead."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         connection = (request.client.host, request.client.port) if request.client else None
+        if scheme.lower() == "bearer":
+            if token.strip() not in self._tokens:
+                response = Response("401 Unauthorized", status_code=401, media_type="text/plain")
+                response.headers.append("WWW-Authenticate", 'Bearer error="invalid_token"')
+                return response
+            try:
+                address = parse(body).findtext(f"{{{SOAP}}}Header/{{{T}}}ExchangeImpersonation/{{{T}}}ConnectingSID/"
+                                               f"{{{T}}}PrimarySmtpAddress")
+            except Fault as refused:
+                return Response(fault(refused), status_code=500, media_type="text/xml; charset=utf-8")
+            mailbox = self._by_login(address or "")
+            if mailbox is None:  # app-only access acts for a mailbox it names, or for none
+                return Response(fault(Fault("ErrorImpersonateUserDenied", "The account does not have permission "
+                                            "to impersonate the requested user.")),
+                                status_code=500, media_type="text/xml; charset=utf-8")
+            return mailbox
         if scheme.lower() == "basic":
             try:
                 login, _, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
