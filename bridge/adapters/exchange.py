@@ -78,6 +78,7 @@ from bridge.adapters.base import (
     Transient,
     Window,
 )
+from bridge.adapters.ical import exdates, split_series, utc, zone_of
 from bridge.adapters.zones import zone_named
 
 log = logging.getLogger(__name__)
@@ -479,7 +480,7 @@ class ExchangeAdapter:
     # -- writes --------------------------------------------------------------------------------
 
     def create(self, event: icalendar.Calendar, key: str) -> RemoteEvent:
-        master, overrides, uid = _split(event)
+        master, overrides, uid = split_series(event, "EWS")
         folder = self._folder()
         with self._call("look up an earlier create"):
             earlier = list(folder.filter(**{KEY_FIELD: key}).only("id", "changekey"))
@@ -498,7 +499,7 @@ class ExchangeAdapter:
         return self._written(str(item.id), event, key)
 
     def update(self, remote_id: str, etag: str, event: icalendar.Calendar) -> RemoteEvent:
-        master, overrides, uid = _split(event)
+        master, overrides, uid = split_series(event, "EWS")
         fields = ews_fields(master)
         if "RRULE" not in master:
             fields["recurrence"] = None
@@ -548,12 +549,12 @@ class ExchangeAdapter:
                            overrides: list[icalendar.Event]) -> None:
         """Delete the excluded and cancelled occurrences of a series just written and change the moved ones,
         each by its index in the pattern."""
-        zone = _zone_of(master)
+        zone = zone_of(master)
         originals = _originals(master)
-        gone = {_utc(d, zone) for d in _exdates(master)}
+        gone = {utc(d, zone) for d in exdates(master)}
         changed: dict[datetime, icalendar.Event] = {}
         for override in overrides:
-            original = _utc(override.decoded("RECURRENCE-ID"), zone)
+            original = utc(override.decoded("RECURRENCE-ID"), zone)
             if str(override.get("STATUS", "")).upper() == "CANCELLED":
                 gone.add(original)
             else:
@@ -658,7 +659,7 @@ def _may_overlap(item: CalendarItem, start: datetime, end: datetime) -> bool:
 
 
 def _event_overlaps(event: RemoteEvent, start: datetime, end: datetime) -> bool:
-    head = _split(event.calendar)[0]
+    head = split_series(event.calendar, "EWS")[0]
     if "RRULE" in head:
         return True
     first = _as_utc(head.decoded("DTSTART"))
@@ -851,36 +852,6 @@ def _position(value: Any) -> int:
 
 # -- iCalendar -> EWS ------------------------------------------------------------------------------
 
-def _split(calendar: icalendar.Calendar) -> tuple[icalendar.Event, list[icalendar.Event], str]:
-    events = calendar.walk("VEVENT")
-    masters = [e for e in events if "RECURRENCE-ID" not in e]
-    if len(masters) != 1:
-        raise Permanent(f"write an event: EWS takes one event with its occurrences, not {len(masters)} masters")
-    master = masters[0]
-    if "RDATE" in master:
-        raise Permanent("write an event: EWS cannot express RDATE")
-    return master, [e for e in events if "RECURRENCE-ID" in e], str(master.get("UID", ""))
-
-
-def _zone_of(event: icalendar.Event) -> tzinfo:
-    start = event.decoded("DTSTART")
-    return start.tzinfo if isinstance(start, datetime) and start.tzinfo is not None else UTC
-
-
-def _utc(value: date | datetime, zone: tzinfo) -> datetime:
-    if isinstance(value, datetime):
-        return (value if value.tzinfo is not None else value.replace(tzinfo=zone)).astimezone(UTC)
-    return datetime.combine(value, time(0), tzinfo=UTC)
-
-
-def _exdates(event: icalendar.Event) -> list[date | datetime]:
-    value = event.get("EXDATE")
-    if value is None:
-        return []
-    values = value if isinstance(value, list) else [value]
-    return [d.dt for v in values for d in v.dts]
-
-
 def _ews_time(value: datetime, zone: tzinfo) -> exchangelib.EWSDateTime:
     """An aware datetime in its own zone where EWS knows that zone (StartTimeZone follows it), else in UTC."""
     if value.tzinfo is None:
@@ -903,7 +874,7 @@ def ews_fields(event: icalendar.Event) -> dict[str, Any]:
         end = start + event.decoded("DURATION")
     else:
         end = start + (timedelta(days=1) if not isinstance(start, datetime) else timedelta(0))
-    zone = _zone_of(event)
+    zone = zone_of(event)
     all_day = not isinstance(start, datetime)
     fields: dict[str, Any] = {
         "subject": str(event.get("SUMMARY", "")),

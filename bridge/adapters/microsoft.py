@@ -76,6 +76,7 @@ from bridge.adapters.base import (
     retry_after_seconds,
 )
 from bridge.adapters.http import status_error, transport_error
+from bridge.adapters.ical import exdates, split_series, utc, zone_of
 from bridge.adapters.zones import zone_named
 
 log = logging.getLogger(__name__)
@@ -509,17 +510,17 @@ class MicrosoftAdapter:
                                        params={"startDateTime": _iso(state.start), "endDateTime": _iso(state.end)})
         state.series[master_id] = "".join(sorted(_short(str(i["id"])) for i in instances if i.get("id")))
         uid, key = self._identity(master)
-        calendar, exdates = series_calendar(master, instances, uid, state.start, state.end)
+        calendar, removed = series_calendar(master, instances, uid, state.start, state.end)
         exceptions = sorted((str(i.get("originalStart")), str(i.get("changeKey") or i.get("@odata.etag")))
                             for i in instances if i.get("type") == "exception")
-        digest = hashlib.sha256(json.dumps([exceptions, exdates]).encode()).hexdigest()[:16]
+        digest = hashlib.sha256(json.dumps([exceptions, removed]).encode()).hexdigest()[:16]
         return RemoteEvent(remote_id=master_id, etag=f"{master.get('@odata.etag', '')}|{digest}", calendar=calendar,
                            key=key)
 
     # -- writes ------------------------------------------------------------------------------
 
     def create(self, event: icalendar.Calendar, key: str) -> RemoteEvent:
-        master, overrides, uid = _split(event)
+        master, overrides, uid = split_series(event, "Graph")
         body = to_graph(master)
         body["transactionId"] = str(uuid.uuid5(_TRANSACTIONS, key))
         body["singleValueExtendedProperties"] = [{"id": UID_PROPERTY, "value": uid}, {"id": KEY_PROPERTY, "value": key}]
@@ -533,7 +534,7 @@ class MicrosoftAdapter:
         return RemoteEvent(remote_id=event_id, etag=etag, calendar=event, key=key)
 
     def update(self, remote_id: str, etag: str, event: icalendar.Calendar) -> RemoteEvent:
-        master, overrides, uid = _split(event)
+        master, overrides, uid = split_series(event, "Graph")
         body = to_graph(master)
         body["singleValueExtendedProperties"] = [{"id": UID_PROPERTY, "value": uid}]
         if "RRULE" not in master:
@@ -559,11 +560,11 @@ class MicrosoftAdapter:
         written; the series' etag as a fetch will compute it. ``restore_dropped`` (an update): an exception
         Graph still has but the series no longer overrides goes back to the pattern's time and content, since
         a PATCH of the master keeps the exceptions when its pattern is unchanged."""
-        zone = _zone_of(master)
-        gone = {_utc(when, zone) for when in _exdates(master)}
+        zone = zone_of(master)
+        gone = {utc(when, zone) for when in exdates(master)}
         changed: dict[datetime, icalendar.Event] = {}
         for override in overrides:
-            original = _utc(override.decoded("RECURRENCE-ID"), zone)
+            original = utc(override.decoded("RECURRENCE-ID"), zone)
             if str(override.get("STATUS", "")).upper() == "CANCELLED":
                 gone.add(original)
             else:
@@ -790,40 +791,9 @@ def rrule_of(recurrence: Mapping[str, Any], dtstart: date | datetime, zone: tzin
 
 # -- iCalendar -> Graph JSON ----------------------------------------------------------------------
 
-def _split(calendar: icalendar.Calendar) -> tuple[icalendar.Event, list[icalendar.Event], str]:
-    events = calendar.walk("VEVENT")
-    masters = [e for e in events if "RECURRENCE-ID" not in e]
-    if len(masters) != 1:
-        raise Permanent("write an event: Graph takes one event with its instances, not "
-                        f"{len(masters)} masters")
-    master = masters[0]
-    if "RDATE" in master:
-        raise Permanent("write an event: Graph cannot express RDATE")
-    return master, [e for e in events if "RECURRENCE-ID" in e], str(master.get("UID", ""))
-
-
-def _zone_of(event: icalendar.Event) -> tzinfo:
-    start = event.decoded("DTSTART")
-    return start.tzinfo if isinstance(start, datetime) and start.tzinfo is not None else UTC
-
-
 def _zone_name(zone: tzinfo) -> str:
     key = getattr(zone, "key", None)
     return str(key) if key else "UTC"
-
-
-def _utc(value: date | datetime, zone: tzinfo) -> datetime:
-    if isinstance(value, datetime):
-        return (value if value.tzinfo is not None else value.replace(tzinfo=zone)).astimezone(UTC)
-    return datetime.combine(value, time(0), tzinfo=UTC)
-
-
-def _exdates(event: icalendar.Event) -> list[date | datetime]:
-    value = event.get("EXDATE")
-    if value is None:
-        return []
-    values = value if isinstance(value, list) else [value]
-    return [d.dt for v in values for d in v.dts]
 
 
 def _dtt(value: date | datetime, zone: tzinfo) -> dict[str, str]:
@@ -850,7 +820,7 @@ def _regular_instance(master: icalendar.Event, original: datetime) -> dict[str, 
     body = to_graph(master)
     body.pop("recurrence", None)
     start, end = _bounds(master)
-    zone = _zone_of(master)
+    zone = zone_of(master)
     begins: date | datetime = original.date() if not isinstance(start, datetime) else original.astimezone(zone)
     body["start"], body["end"] = _dtt(begins, zone), _dtt(begins + (end - start), zone)
     return body
@@ -859,7 +829,7 @@ def _regular_instance(master: icalendar.Event, original: datetime) -> dict[str, 
 def to_graph(event: icalendar.Event) -> dict[str, Any]:
     """A VEVENT as Graph event JSON (the master's recurrence included)."""
     start, end = _bounds(event)
-    zone = _zone_of(event)
+    zone = zone_of(event)
     all_day = not isinstance(start, datetime)
     body: dict[str, Any] = {
         "subject": str(event.get("SUMMARY", "")),
@@ -952,7 +922,7 @@ def recurrence_of(rule: Any, start: date | datetime, zone: tzinfo) -> dict[str, 
 
 def _instance_span(master: icalendar.Event) -> tuple[datetime, datetime]:
     """The span a series written here is read back over: from its start on, 18 months and a bit."""
-    start = _utc(master.decoded("DTSTART"), _zone_of(master))
+    start = utc(master.decoded("DTSTART"), zone_of(master))
     return start - timedelta(days=1), start + timedelta(days=600)
 
 
