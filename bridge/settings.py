@@ -65,6 +65,8 @@ class Settings:
     mail_from: str = ""  # the From address of every mail, e.g. "Calendar <calendar@example.org>"
     # Fernet keys, comma-separated, newest first; empty: <data_dir>/secret.key (see bridge.secrets)
     secret_keys: str = field(default="", repr=False)
+    # Bearer token a Prometheus scraper sends to /metrics; empty: /metrics answers 404.
+    metrics_token: str = field(default="", repr=False)
 
     @property
     def effective_database_url(self) -> str:

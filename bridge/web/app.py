@@ -1,4 +1,5 @@
-"""Starlette app factory: /dav (Radicale behind the gate), /api/v1, /admin, /.well-known/caldav, /healthz."""
+"""Starlette app factory: /dav (Radicale behind the gate), /api/v1, /admin, /.well-known/caldav, /healthz,
+/metrics."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from bridge.web.dav_put import ItemPut
 from bridge.web.dav_query import ExpandQuery
 from bridge.web.dav_report import FreeBusyReport
 from bridge.web.hooks import create_hooks
+from bridge.web.metrics import metrics_endpoint
 from bridge.web.radicale_app import build_radicale
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         Route("/.well-known/caldav", well_known, methods=["GET", "HEAD", "PROPFIND", "OPTIONS"]),
         Route("/.well-known/carddav", well_known, methods=["GET", "HEAD", "PROPFIND", "OPTIONS"]),
         Route("/healthz", healthz),
+        Route("/metrics", metrics_endpoint(settings, store)),
         Mount("/dav", app=dav),
         Mount("/api/v1", app=create_api(settings, store)),
         Mount("/hooks", app=create_hooks(store)),
