@@ -78,7 +78,7 @@ from bridge.adapters.base import (
     Transient,
     Window,
 )
-from bridge.adapters.ical import exdates, split_series, utc, zone_of
+from bridge.adapters.ical import instance_changes, split_series, zone_of
 from bridge.adapters.zones import zone_named
 
 log = logging.getLogger(__name__)
@@ -549,16 +549,8 @@ class ExchangeAdapter:
                            overrides: list[icalendar.Event]) -> None:
         """Delete the excluded and cancelled occurrences of a series just written and change the moved ones,
         each by its index in the pattern."""
-        zone = zone_of(master)
         originals = _originals(master)
-        gone = {utc(d, zone) for d in exdates(master)}
-        changed: dict[datetime, icalendar.Event] = {}
-        for override in overrides:
-            original = utc(override.decoded("RECURRENCE-ID"), zone)
-            if str(override.get("STATUS", "")).upper() == "CANCELLED":
-                gone.add(original)
-            else:
-                changed[original] = override
+        gone, changed = instance_changes(master, overrides)
         for original in sorted(gone):
             if original in originals:
                 occurrence = item.occurrence(originals.index(original) + 1)

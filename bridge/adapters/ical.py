@@ -1,5 +1,6 @@
 """iCalendar readings the adapters of series-minded services share (Graph and EWS): a written object split into
-its master and overrides, a VEVENT's zone, a start in UTC, and its EXDATEs."""
+its master and overrides, a VEVENT's zone, a start in UTC, its EXDATEs, and which instances a write must
+remove or change."""
 
 from __future__ import annotations
 
@@ -43,3 +44,19 @@ def exdates(event: icalendar.Event) -> list[date | datetime]:
         return []
     values = value if isinstance(value, list) else [value]
     return [d.dt for v in values for d in v.dts]
+
+
+def instance_changes(master: icalendar.Event,
+                     overrides: list[icalendar.Event]) -> tuple[set[datetime], dict[datetime, icalendar.Event]]:
+    """The instances of a series to write that the service must remove (EXDATEs and cancelled overrides) and
+    those it must change (the other overrides), each by its original start in UTC."""
+    zone = zone_of(master)
+    gone = {utc(when, zone) for when in exdates(master)}
+    changed: dict[datetime, icalendar.Event] = {}
+    for override in overrides:
+        original = utc(override.decoded("RECURRENCE-ID"), zone)
+        if str(override.get("STATUS", "")).upper() == "CANCELLED":
+            gone.add(original)
+        else:
+            changed[original] = override
+    return gone, changed

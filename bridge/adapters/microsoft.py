@@ -76,7 +76,7 @@ from bridge.adapters.base import (
     retry_after_seconds,
 )
 from bridge.adapters.http import status_error, transport_error
-from bridge.adapters.ical import exdates, split_series, utc, zone_of
+from bridge.adapters.ical import instance_changes, split_series, utc, zone_of
 from bridge.adapters.zones import zone_named
 
 log = logging.getLogger(__name__)
@@ -560,15 +560,7 @@ class MicrosoftAdapter:
         written; the series' etag as a fetch will compute it. ``restore_dropped`` (an update): an exception
         Graph still has but the series no longer overrides goes back to the pattern's time and content, since
         a PATCH of the master keeps the exceptions when its pattern is unchanged."""
-        zone = zone_of(master)
-        gone = {utc(when, zone) for when in exdates(master)}
-        changed: dict[datetime, icalendar.Event] = {}
-        for override in overrides:
-            original = utc(override.decoded("RECURRENCE-ID"), zone)
-            if str(override.get("STATUS", "")).upper() == "CANCELLED":
-                gone.add(original)
-            else:
-                changed[original] = override
+        gone, changed = instance_changes(master, overrides)
         wanted = gone | changed.keys()
         path = f"/me/events/{quote(master_id, safe='')}"
         if wanted or restore_dropped:
