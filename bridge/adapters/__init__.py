@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import certifi
 import httpx
@@ -108,19 +109,21 @@ BUILDERS: dict[str, Callable[[Account, httpx.Client], Adapter]] = {
 """The providers this build can sync."""
 
 
-def _google_authorization(app: OAuthApp, redirect_uri: str) -> Authorization:
-    return google.authorize(app, redirect_uri, ca_bundle=ca_bundle(app.ca_file))
+def _google_authorization(app: OAuthApp, redirect_uri: str, resume: Mapping[str, Any] | None = None) -> Authorization:
+    return google.authorize(app, redirect_uri, ca_bundle=ca_bundle(app.ca_file), resume=resume)
 
 
-def _microsoft_authorization(app: OAuthApp, redirect_uri: str) -> Authorization:
-    return microsoft.authorize(app, redirect_uri, verify=ca_bundle(app.ca_file))
+def _microsoft_authorization(app: OAuthApp, redirect_uri: str,
+                             resume: Mapping[str, Any] | None = None) -> Authorization:
+    return microsoft.authorize(app, redirect_uri, verify=ca_bundle(app.ca_file), resume=resume)
 
 
-AUTHORIZERS: dict[str, Callable[[OAuthApp, str], Authorization]] = {
+AUTHORIZERS: dict[str, Callable[..., Authorization]] = {
     "google": _google_authorization,
     "microsoft": _microsoft_authorization,
 }
-"""The providers whose accounts are connected by signing in (OAuth 2.0 code flow with PKCE)."""
+"""The providers whose accounts are connected by signing in (OAuth 2.0 code flow with PKCE): each is called
+as ``(app, redirect_uri)`` to start a grant, or ``(app, redirect_uri, saved)`` to resume one."""
 
 SYNC_TIMEZONES: dict[str, str | None] = {name: quirks.sync_timezone for name, quirks in QUIRKS.items()}
 """The sync time zone a new connection of each provider starts with (iCloud: UTC)."""

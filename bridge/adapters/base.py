@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import icalendar
 
@@ -211,4 +211,9 @@ class Authorization(Protocol):
 
     def complete(self, redirect_url: str) -> dict[str, str]:
         """Check the state, redeem the code; AuthExpired when the user refused or the code is bad."""
+        ...
+
+    def saved(self) -> dict[str, Any]:
+        """JSON that resumes this grant in another request or process (the admin page's redirect lands on
+        any web process): secret, to be kept encrypted."""
         ...

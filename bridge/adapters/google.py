@@ -778,14 +778,25 @@ class GoogleAuthorization:
             self._flow.oauth2session.close()  # one grant, one token request: keep no connection open
         return credentials_dict(self._flow.credentials)
 
+    def saved(self) -> dict[str, Any]:
+        """What :func:`authorize` needs to resume this grant in another request or process (secret: the
+        PKCE verifier; the caller keeps it encrypted)."""
+        return {"state": self._state, "verifier": self._flow.code_verifier, "url": self.url}
 
-def authorize(app: OAuthApp, redirect_uri: str, *, ca_bundle: str | bool = True) -> GoogleAuthorization:
+
+def authorize(app: OAuthApp, redirect_uri: str, *, ca_bundle: str | bool = True,
+              resume: Mapping[str, Any] | None = None) -> GoogleAuthorization:
     """Start connecting a Google account: the consent URL (offline access, consent forced so that Google
-    issues a refresh token again) with a PKCE S256 challenge; the endpoints of ``app`` where it sets them."""
+    issues a refresh token again) with a PKCE S256 challenge; the endpoints of ``app`` where it sets them.
+    ``resume`` (what :meth:`GoogleAuthorization.saved` gave) continues a grant started elsewhere."""
     config = {"installed": {
         "client_id": app.client_id, "client_secret": app.client_secret,
         "auth_uri": app.auth_url or ENDPOINTS["auth_url"], "token_uri": app.token_url or ENDPOINTS["token_url"],
         "redirect_uris": [redirect_uri]}}
+    if resume is not None:
+        flow = Flow.from_client_config(config, scopes=list(SCOPES), redirect_uri=redirect_uri,
+                                       code_verifier=str(resume["verifier"]))
+        return GoogleAuthorization(flow, str(resume["url"]), str(resume["state"]), ca_bundle)
     flow = Flow.from_client_config(config, scopes=list(SCOPES), redirect_uri=redirect_uri,
                                    autogenerate_code_verifier=True)
     state = secrets.token_urlsafe(24)

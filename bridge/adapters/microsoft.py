@@ -946,14 +946,20 @@ class MicrosoftAuthorization:
             raise _grant_failure(result, "connect the account")
         return _credentials_from(result, self._base)
 
+    def saved(self) -> dict[str, Any]:
+        """What :func:`authorize` needs to resume this consent in another request or process (secret: the
+        PKCE verifier and nonce; the caller keeps it encrypted)."""
+        return {"flow": self._flow}
+
 
 def authorize(app: OAuthApp, redirect_uri: str, *, certificate: Mapping[str, str] | None = None,
-              verify: str | bool = True) -> MicrosoftAuthorization:
+              verify: str | bool = True, resume: Mapping[str, Any] | None = None) -> MicrosoftAuthorization:
     """Start connecting a mailbox: send the user to ``.url``, then ``complete`` the redirect.
 
     ``app.tenant`` picks common/organizations/consumers or a tenant id, ``app.auth_url`` the login host;
     ``certificate`` (``{"private_key": PEM, "thumbprint": hex}``) replaces ``app.client_secret``;
-    ``verify`` is what msal's requests session trusts (a PEM path)."""
+    ``verify`` is what msal's requests session trusts (a PEM path); ``resume`` (what
+    :meth:`MicrosoftAuthorization.saved` gave) continues a consent started elsewhere."""
     authority = f"{(app.auth_url or LOGIN_URL).rstrip('/')}/{app.tenant or 'common'}"
     base = {"client_id": app.client_id, "authority": authority}
     credential: str | dict[str, str]
@@ -965,6 +971,9 @@ def authorize(app: OAuthApp, redirect_uri: str, *, certificate: Mapping[str, str
         base["client_secret"] = app.client_secret
     with _map_errors("start connecting the account"):
         client = _msal_app(app.client_id, credential, authority, _CountingSession(verify, lambda: None))
+        if resume is not None:
+            flow = dict(resume["flow"])
+            return MicrosoftAuthorization(url=str(flow["auth_uri"]), _app=client, _flow=flow, _base=base)
         with warnings.catch_warnings():  # msal advises form_post, which needs a listener taking POSTs; the
             # loopback redirect (RFC 8252) gets the query, so the advice is noise on the admin's terminal
             warnings.filterwarnings("ignore", message="response_mode='form_post' is recommended", category=UserWarning)

@@ -13,13 +13,18 @@ its tenant's); nothing here commits.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from secrets import token_hex
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bridge import adapters
@@ -32,6 +37,7 @@ from bridge.sync import backoff, mirror, push, scheduler
 from bridge.sync.engine import Engine, Progress, credential_saver
 from bridge.sync.outcome import RunOutcome
 
+log = logging.getLogger(__name__)
 MANUAL_LEASE_SECONDS = 3600  # a manual run holds off the scheduler for at most this long if it dies
 PROVIDERS = tuple(sorted(adapters.BUILDERS))  # the providers this build can sync
 Account = adapters.Account
@@ -247,6 +253,55 @@ def sync_now(store: Store, engine: Engine, connection_id: int, runner: str, now:
     with leased(store, connection_id, runner, now):
         return engine.run(connection_id, trigger="reset" if reset else "manual", confirm_deletions=confirm_deletions,
                           progress=progress)
+
+
+def start_sync(store: Store, engine: Engine, connection_id: int, runner: str, now: datetime, *, reset: bool = False,
+               confirm_deletions: bool = False) -> threading.Thread:
+    """A manual run on a thread of its own, for a page that answers at once and then follows the run in the
+    sync log (its progress lands on the run's row, :func:`progress_recorder`). The lease is claimed before
+    this returns, so :class:`SyncInProgress` is the caller's to report; the thread releases it."""
+    if not scheduler.claim_one(store, connection_id, runner, now, MANUAL_LEASE_SECONDS):
+        raise SyncInProgress(connection_id)
+
+    def run() -> None:
+        try:
+            engine.run(connection_id, trigger="reset" if reset else "manual", confirm_deletions=confirm_deletions,
+                       progress=progress_recorder(store, connection_id))
+        except Exception as exc:  # disabled or removed meanwhile; a failed run is in its row already
+            log.warning("manual sync of connection %s ended with %s", connection_id, type(exc).__name__)
+        finally:
+            scheduler.release(store, connection_id, runner)
+
+    thread = threading.Thread(target=run, name=f"sync-{connection_id}", daemon=True)
+    thread.start()
+    return thread
+
+
+def runner_name(kind: str) -> str:
+    """A lease holder's name for a manual action: who (``api``, ``admin``, ``cli``), which process, which call."""
+    return f"{kind}:{os.getpid()}:{token_hex(4)}"
+
+
+PROGRESS_INTERVAL = 1.0  # seconds between two progress writes of one run
+
+
+def progress_recorder(store: Store, connection_id: int) -> Progress:
+    """A progress callback that keeps (done, total) on the connection's running sync-log row, at most once a
+    second and always for the last action, so that the log page shows how far a long run has come; the
+    run's final counts replace it."""
+    last = [0.0]
+
+    def record(done: int, total: int) -> None:
+        moment = time.monotonic()
+        if done < total and moment - last[0] < PROGRESS_INTERVAL:
+            return
+        last[0] = moment
+        with store.write() as session:
+            session.execute(update(SyncRun).where(SyncRun.connection_id == connection_id, SyncRun.status == "running")
+                            .values(counts=json.dumps({"progress": {"done": done, "total": total}}))
+                            .execution_options(synchronize_session=False))
+
+    return record
 
 
 @contextmanager

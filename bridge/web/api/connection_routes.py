@@ -13,8 +13,6 @@ disabled, the answer is 409.
 from __future__ import annotations
 
 import json
-import os
-import secrets as token_bytes
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -306,9 +304,10 @@ def _sync(api: Api, keys: Callable[[], Secrets], tenant_id: int, connection_id: 
     with api.store.read() as session:
         _connection(session, tenant_id, connection_id)
     engine = Engine(api.store, api.settings, keys())
+    runner = connection_admin.runner_name("api")
     try:
-        outcome = connection_admin.sync_now(api.store, engine, connection_id, _runner(), datetime.now(UTC),
-                                            reset=reset, confirm_deletions=confirm)
+        outcome = connection_admin.sync_now(api.store, engine, connection_id, runner, datetime.now(UTC), reset=reset,
+                                            confirm_deletions=confirm)
     except SyncInProgress as exc:
         raise _in_progress(api, tenant_id, connection_id) from exc
     except ConnectionDisabled as exc:
@@ -325,8 +324,9 @@ def _disconnect(api: Api, tenant_id: int, connection_id: int, remove: bool) -> d
     """Under the lease, so that no run writes items for a connection that is going away."""
     with api.store.read() as session:
         _connection(session, tenant_id, connection_id)
+    runner = connection_admin.runner_name("api")
     try:
-        with connection_admin.leased(api.store, connection_id, _runner(), datetime.now(UTC)), \
+        with connection_admin.leased(api.store, connection_id, runner, datetime.now(UTC)), \
                 api.store.write() as session:
             connection = _connection(session, tenant_id, connection_id)
             departing = connection_admin.departing(session, connection, Secrets.from_settings(api.settings),
@@ -346,10 +346,6 @@ def _runs(api: Api, tenant_id: int, connection_id: int, limit: int, before: int 
     more = len(page) > limit
     page = page[:limit]
     return {"runs": [run_json(run) for run in page], "next_before": page[-1].id if more else None}
-
-
-def _runner() -> str:
-    return f"api:{os.getpid()}:{token_bytes.token_hex(4)}"
 
 
 def _in_progress(api: Api, tenant_id: int, connection_id: int) -> Problem:
