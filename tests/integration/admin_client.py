@@ -9,6 +9,9 @@ from contextlib import contextmanager
 import httpx
 from starlette.routing import Route
 
+from bridge.secrets import Secrets
+from bridge.store.models import Calendar
+from bridge.sync import connection_admin
 from bridge.web.admin import admin_routes
 from bridge.web.admin.context import AdminContext
 from tests.conftest import PASSWORD, Bridge
@@ -46,6 +49,18 @@ def sign_in(bridge: Bridge, login: str, password: str = PASSWORD) -> Iterator[ht
 def post_form(client: httpx.Client, page: str, action: str, data: dict[str, str] | None = None) -> httpx.Response:
     """Post a form of ``page`` with that page's CSRF token, as the browser would."""
     return client.post(action, data={"csrf": csrf_of(client.get(page)), **(data or {})})
+
+
+def add_connection(bridge: Bridge, login: str, slug: str, password: str = "remote-secret-pw") -> int:
+    """A CalDAV connection of ``login``'s calendar, stored as the pages would store it (never contacted)."""
+    with bridge.store.write() as session:
+        calendar = session.get(Calendar, bridge.calendar_id(login, slug))
+        assert calendar is not None
+        connection = connection_admin.create(
+            session, calendar, "caldav", connection_admin.Checked("https://dav.example/cal/", f"{slug} extern"),
+            server_url="https://dav.example/", credentials={"username": login, "password": password},
+            direction=None, options={}, secrets=Secrets.from_settings(bridge.settings))
+        return connection.id
 
 
 def route_table(bridge: Bridge) -> set[tuple[str, str]]:

@@ -6,22 +6,23 @@ object fails the test, so a new route cannot skip the check."""
 from __future__ import annotations
 
 from bridge.store import tokens, users
-from bridge.store.models import Calendar, ServiceToken, User
+from bridge.store.models import Calendar, Connection, ServiceToken, User
 from tests.conftest import Bridge
-from tests.integration.admin_client import csrf_of, fill, post_form, route_table, sign_in
+from tests.integration.admin_client import add_connection, csrf_of, fill, post_form, route_table, sign_in
 
 UNSCOPED = {  # routes without an id; each is checked below not to show or touch tenant B
     ("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
     ("GET", "/calendars"), ("POST", "/calendars"), ("GET", "/users"), ("POST", "/users"),
-    ("GET", "/tokens"), ("POST", "/tokens"),
+    ("GET", "/tokens"), ("POST", "/tokens"), ("GET", "/busy"), ("GET", "/oauth/callback"),
 }
 
 
 def _ids(bridge: Bridge, login: str, slug: str) -> dict[str, int]:
+    connection_id = add_connection(bridge, login, slug)
     with bridge.store.read() as session:
         user = users.user_by_login(session, login)
         assert user is not None
-        return {"calendar_id": bridge.calendar_id(login, slug), "user_id": user.id,
+        return {"calendar_id": bridge.calendar_id(login, slug), "user_id": user.id, "connection_id": connection_id,
                 "token_id": tokens.tokens_of_tenant(session, user.tenant_id)[0].id}
 
 
@@ -49,9 +50,15 @@ def test_tenant_as_admin_gets_404_for_every_object_of_tenant_b(bridge: Bridge) -
                 assert "salon-geheim" not in answer.text and "bert" not in answer.text
 
         # the routes without an id: listings show only A's objects, forms cannot reach B's
-        for page in ("/calendars", "/users", "/tokens"):
+        for page in ("/calendars", "/users", "/tokens", "/busy"):
             text = anna.get(page).text
             assert "bert" not in text and "salon-geheim" not in text
+        answer = anna.get("/busy", params={"calendar": theirs["calendar_id"], "date": "2026-12-07", "time": "10:00"})
+        assert answer.status_code == 404 and "salon-geheim" not in answer.text
+        answer = anna.get(f"/calendars/{theirs['calendar_id']}/connect", params={"provider": "caldav"})
+        assert answer.status_code == 404
+        answer = anna.get("/oauth/callback", params={"code": "x", "state": "y"})  # no sealed sign-in: nothing
+        assert answer.status_code == 400 and "salon-geheim" not in answer.text
         answer = post_form(anna, "/calendars", "/calendars", {"owner": str(theirs["user_id"]), "slug": "planted",
                                                               "timezone": "Europe/Berlin"})
         assert answer.status_code == 404
@@ -66,6 +73,8 @@ def test_tenant_as_admin_gets_404_for_every_object_of_tenant_b(bridge: Bridge) -
         bert = session.get(User, theirs["user_id"])
         assert bert is not None
         assert [c.slug for c in session.query(Calendar).filter_by(owner_id=bert.id)] == ["salon-geheim"]
+        b_connection = session.get(Connection, theirs["connection_id"])
+        assert b_connection is not None and b_connection.enabled and b_connection.options == "{}"
 
 
 def test_a_member_sees_and_reaches_only_their_own_calendars(bridge: Bridge) -> None:

@@ -10,7 +10,16 @@ import httpx
 
 from bridge.store import users
 from tests.conftest import Bridge
-from tests.integration.admin_client import browser, csrf_of, fill, post_form, route_table, sign_in, try_sign_in
+from tests.integration.admin_client import (
+    add_connection,
+    browser,
+    csrf_of,
+    fill,
+    post_form,
+    route_table,
+    sign_in,
+    try_sign_in,
+)
 
 
 def _assert_secure_headers(answer: httpx.Response) -> None:
@@ -25,7 +34,8 @@ def _assert_secure_headers(answer: httpx.Response) -> None:
 def test_every_answer_of_admin_carries_the_security_headers(bridge: Bridge) -> None:
     bridge.add_user("A", "anna", role="admin")
     bridge.add_calendar("anna", "praxis")
-    ids = {"calendar_id": bridge.calendar_id("anna", "praxis"), "user_id": 1, "token_id": 1}
+    ids = {"calendar_id": bridge.calendar_id("anna", "praxis"), "user_id": 1, "token_id": 1,
+           "connection_id": add_connection(bridge, "anna", "praxis")}
     pages = sorted(path for method, path in route_table(bridge) if method == "GET")
     with browser(bridge) as anonymous:  # the login page, redirects and errors before sign-in
         for path in ["/login", *pages, "/no-such-page"]:

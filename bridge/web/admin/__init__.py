@@ -17,7 +17,15 @@ from starlette.staticfiles import StaticFiles
 
 from bridge.settings import Settings
 from bridge.store.db import Store
-from bridge.web.admin import calendar_pages, login_pages, token_pages, user_pages
+from bridge.web.admin import (
+    busy_pages,
+    calendar_pages,
+    connect_pages,
+    connection_pages,
+    login_pages,
+    token_pages,
+    user_pages,
+)
 from bridge.web.admin.context import AdminContext, Refused
 from bridge.web.admin.headers import SecurityHeaders
 
@@ -31,6 +39,9 @@ def admin_routes(ctx: AdminContext) -> list[BaseRoute]:
         *calendar_pages.routes(ctx),
         *user_pages.routes(ctx),
         *token_pages.routes(ctx),
+        *busy_pages.routes(ctx),
+        *connect_pages.routes(ctx),
+        *connection_pages.routes(ctx),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
 

@@ -15,6 +15,7 @@ from starlette.routing import Route
 from bridge.store import calendars, users
 from bridge.store.errors import AlreadyExists
 from bridge.store.models import Calendar, User
+from bridge.sync import connection_admin
 from bridge.web.admin.context import AdminContext, Who, not_found, require_admin, root
 
 
@@ -43,8 +44,8 @@ def routes(ctx: AdminContext) -> list[Route]:
 
     async def detail(request: Request) -> Response:
         who = await ctx.signed_in(request)
-        view = await run_in_threadpool(_detail, ctx, who, request.path_params["calendar_id"])
-        return ctx.render(request, "calendar.html", who, calendar=view)
+        view, linked = await run_in_threadpool(_detail, ctx, who, request.path_params["calendar_id"])
+        return ctx.render(request, "calendar.html", who, calendar=view, connections=linked)
 
     async def remove(request: Request) -> Response:
         who, _ = await ctx.posted(request)
@@ -62,7 +63,7 @@ def routes(ctx: AdminContext) -> list[Route]:
 
 async def _list(ctx: AdminContext, request: Request, who: Who, *, status: int = 200, error: str = "",
                 entered: dict[str, str] | None = None) -> Response:
-    views, owners = await run_in_threadpool(_listing, ctx, who)
+    views, owners = await run_in_threadpool(visible_calendars, ctx, who)
     entered = entered or {}
     return ctx.render(request, "calendars.html", who, status=status, calendars=views, owners=owners, error=error,
                       entered={key: entered.get(key, "") for key in ("owner", "slug", "name")},
@@ -75,7 +76,7 @@ def _view(ctx: AdminContext, calendar: Calendar, owner: User) -> CalendarView:
                         f"{ctx.settings.public_base_url}/dav/{owner.login}/{calendar.slug}/")
 
 
-def _listing(ctx: AdminContext, who: Who) -> tuple[list[CalendarView], list[tuple[int, str]]]:
+def visible_calendars(ctx: AdminContext, who: Who) -> tuple[list[CalendarView], list[tuple[int, str]]]:
     with ctx.store.read() as session:
         rows = calendars.calendars_with_owner(session, who.tenant_id)
         views = [_view(ctx, c, o) for c, o in rows if who.is_admin or o.id == who.user_id]
@@ -83,7 +84,7 @@ def _listing(ctx: AdminContext, who: Who) -> tuple[list[CalendarView], list[tupl
         return views, owners if who.is_admin else []
 
 
-def _visible(session: Session, who: Who, calendar_id: int) -> tuple[Calendar, User]:
+def visible_calendar(session: Session, who: Who, calendar_id: int) -> tuple[Calendar, User]:
     """The calendar if this user may see it: 404 for another tenant's, and for a colleague's to a member."""
     found = calendars.calendar_in_tenant(session, who.tenant_id, calendar_id)
     if found is None or not (who.is_admin or found[1].id == who.user_id):
@@ -91,9 +92,27 @@ def _visible(session: Session, who: Who, calendar_id: int) -> tuple[Calendar, Us
     return found
 
 
-def _detail(ctx: AdminContext, who: Who, calendar_id: int) -> CalendarView:
+@dataclass(frozen=True)
+class LinkedConnection:
+    """A connection of the calendar, as its page lists it."""
+
+    id: int
+    provider: str
+    remote_name: str
+    state: str  # enabled | disabled | attention
+    last_status: str  # the newest run's status, '' if it never ran
+
+
+def _detail(ctx: AdminContext, who: Who, calendar_id: int) -> tuple[CalendarView, list[LinkedConnection]]:
     with ctx.store.read() as session:
-        return _view(ctx, *_visible(session, who, calendar_id))
+        calendar, owner = visible_calendar(session, who, calendar_id)
+        linked = [c for c, _, _ in connection_admin.listing(session, who.tenant_id) if c.calendar_id == calendar.id]
+        last = connection_admin.last_runs(session, [c.id for c in linked])
+        return _view(ctx, calendar, owner), [
+            LinkedConnection(c.id, c.provider, c.remote_name or c.remote_calendar,
+                             "attention" if c.needs_attention else ("enabled" if c.enabled else "disabled"),
+                             last[c.id].status if c.id in last else "")
+            for c in linked]
 
 
 def _create(ctx: AdminContext, who: Who, form: dict[str, Any]) -> int | str:
@@ -119,5 +138,5 @@ def _create(ctx: AdminContext, who: Who, form: dict[str, Any]) -> int | str:
 
 def _remove(ctx: AdminContext, who: Who, calendar_id: int) -> None:
     with ctx.store.write() as session:
-        calendar, _ = _visible(session, who, calendar_id)
+        calendar, _ = visible_calendar(session, who, calendar_id)
         calendars.delete_calendar(session, calendar)

@@ -29,6 +29,7 @@ from bridge.store import admin_sessions
 from bridge.store.db import Store
 from bridge.store.models import utcnow
 from bridge.web.admin.strings import browser_language, strings_for
+from bridge.web.api.context import Keys
 
 TEMPLATES = Path(__file__).with_name("templates")
 SESSION_COOKIE = "calbridge_admin"
@@ -77,6 +78,7 @@ class AdminContext:
         self.settings = settings
         self.store = store
         self.credentials = CredentialCache(ttl=0)  # the CalDAV auth's check, without its cache
+        self.keys = Keys(settings)  # connection credentials and pending sign-ins are encrypted with these
         self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
                                undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
