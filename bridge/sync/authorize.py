@@ -17,7 +17,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
+from bridge.adapters import google, microsoft
 from bridge.adapters.base import OAuthApp
 from bridge.settings import Settings
 
@@ -44,6 +46,15 @@ def oauth_app(provider: str, settings: Settings) -> OAuthApp:
         raise AuthorizationProblem(f"set {provider}_client_id (and its secret) in the configuration first: "
                                    f"the OAuth client registered with {provider.title()} for this installation")
     return dataclasses.replace(app, ca_file=settings.provider_ca_file or None)
+
+
+def sign_in_origin(provider: str, settings: Settings) -> str:
+    """Where the browser signs in (scheme and host of the authorization endpoint): the admin page's policy must
+    let its sign-in form be redirected there."""
+    configured = settings.google_auth_url if provider == "google" else settings.microsoft_login_url
+    default = google.ENDPOINTS["auth_url"] if provider == "google" else microsoft.LOGIN_URL
+    parts = urlsplit(configured or default)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 class LoopbackRedirect:

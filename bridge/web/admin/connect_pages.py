@@ -27,6 +27,7 @@ from bridge.sync.connection_admin import ConnectionProblem
 from bridge.web.admin import pending
 from bridge.web.admin.calendar_pages import visible_calendar
 from bridge.web.admin.context import AdminContext, Refused, Who, not_found, root
+from bridge.web.admin.headers import content_security_policy
 
 PROVIDERS = ("google", "microsoft", "exchange", "icloud", "caldav", "ics")  # in the order the page offers them
 OAUTH_COOKIE = "calbridge_oauth"
@@ -175,8 +176,11 @@ def _signed_in(app: Any, provider: str, data: dict[str, Any], redirect_url: str)
 def _form(ctx: AdminContext, request: Request, who: Who, calendar: Calendar, provider: str, *, error: str = "",
           entered: dict[str, str] | None = None, status: int = 200) -> Response:
     entered = entered or {}
-    return ctx.render(request, "connect.html", who, status=status, calendar=calendar, provider=provider,
-                      providers=_offered(), oauth=authorize.OAUTH_PROVIDERS, error=error,
+    headers = {}
+    if provider in authorize.OAUTH_PROVIDERS:  # the sign-in form is redirected to the provider
+        headers["Content-Security-Policy"] = content_security_policy(authorize.sign_in_origin(provider, ctx.settings))
+    return ctx.render(request, "connect.html", who, status=status, headers=headers, calendar=calendar,
+                      provider=provider, providers=_offered(), oauth=authorize.OAUTH_PROVIDERS, error=error,
                       entered={name: entered.get(name, "") for name in FIELDS})
 
 

@@ -8,8 +8,16 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
-                           "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+def content_security_policy(*form_targets: str) -> str:
+    """The policy; ``form_targets`` (origins) may receive a form's redirect beside 'self': the provider's sign-in
+    page after the form that starts connecting a Google or Microsoft account."""
+    targets = " ".join(("'self'", *form_targets))
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+            f"object-src 'none'; base-uri 'none'; form-action {targets}; frame-ancestors 'none'")
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
 HEADERS = [
     (b"content-security-policy", CONTENT_SECURITY_POLICY.encode()),
     (b"x-content-type-options", b"nosniff"),
