@@ -104,11 +104,30 @@ def test_a_wrong_password_is_said_plainly_and_never_shown_back(bridge: Bridge, a
     answer = connect(anna, calendar_id, "caldav", {"url": server.url, "username": RADICALE_USER,
                                                    "password": "falsch-und-geheim-42"})
     assert answer.status_code == 422
-    assert "Die Verbindung ist fehlgeschlagen" in answer.text and "refused the credentials" in answer.text
+    assert "Der Server hat Benutzername oder Passwort abgelehnt" in answer.text
+    assert "refused the credentials" in answer.text  # the detail, for whoever helps
     assert "falsch-und-geheim-42" not in answer.text
     assert f'value="{server.url}"' in answer.text  # the address is kept, the password field is empty
     with bridge.store.read() as session:
         assert session.scalar(select(Connection)) is None
+
+
+def test_an_incomplete_form_is_answered_in_the_users_language(bridge: Bridge, anna: httpx.Client,
+                                                               server: DavServer) -> None:
+    calendar_id = bridge.calendar_id("anna", "praxis")
+    cases = [("caldav", {"url": "dav.example.org", "username": "u", "password": "p"},
+              "beginnend mit https://"),
+             ("caldav", {"url": server.url, "username": RADICALE_USER}, "Bitte geben Sie Benutzername und Passwort an"),
+             ("exchange", {"username": "u", "password": "p", "auth": "ntlm"}, "E-Mail-Adresse des Postfachs"),
+             ("caldav", {"url": "http://127.0.0.1:9/", "username": "u", "password": "p"},
+              "Der Server ist nicht erreichbar")]
+    for provider, fields, message in cases:
+        answer = connect(anna, calendar_id, provider, fields)
+        assert answer.status_code == 422 and message in answer.text, (fields, answer.text)
+    with sign_in(bridge, "anna") as english:
+        english.headers["Accept-Language"] = "en"  # the language is the user's, not the browser's
+        answer = connect(english, calendar_id, "caldav", {"url": "dav.example.org", "username": "u", "password": "p"})
+        assert "beginnend mit https://" in answer.text
 
 
 def test_connect_choose_the_calendar_sync_and_read_the_log(bridge: Bridge, anna: httpx.Client,

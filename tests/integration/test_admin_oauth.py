@@ -101,7 +101,8 @@ def test_a_refused_consent_is_said_plainly_and_stores_nothing(bridge: Bridge, an
     back = at_provider(start(anna, calendar_id, provider.name).headers["location"])
     answer = anna.get(back)
     assert answer.status_code == 422
-    assert "Die Verbindung ist fehlgeschlagen" in answer.text and "access_denied" in answer.text
+    assert "Die Anmeldung beim Anbieter wurde abgelehnt oder abgebrochen." in answer.text
+    assert "access_denied" in answer.text  # the detail, for whoever helps
     with bridge.store.read() as session:
         assert session.scalar(select(Connection)) is None and session.scalar(select(SyncRun)) is None
 

@@ -19,7 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from bridge import adapters
-from bridge.adapters.base import AdapterError, RemoteCalendar
+from bridge.adapters.base import AdapterError, AuthExpired, RemoteCalendar, RemoteNotFound, Transient
 from bridge.store.models import Calendar
 from bridge.sync import authorize, connection_admin
 from bridge.sync.authorize import AuthorizationProblem
@@ -32,6 +32,14 @@ from bridge.web.admin.headers import content_security_policy
 PROVIDERS = ("google", "microsoft", "exchange", "icloud", "caldav", "ics")  # in the order the page offers them
 OAUTH_COOKIE = "calbridge_oauth"
 FIELDS = ("url", "username", "email", "auth")  # what a failed test shows again (never the password)
+
+
+class FormProblem(ConnectionProblem):
+    """The form lacks something; ``key`` names the message in the user's language."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,7 @@ def routes(ctx: AdminContext) -> list[Route]:
             account = _account(ctx, provider, form)
             found = await run_in_threadpool(connection_admin.check_account, account)
         except ConnectionProblem as exc:
-            return _form(ctx, request, who, calendar, provider, error=str(exc), entered=form, status=422)
+            return _form(ctx, request, who, calendar, provider, problem=exc, entered=form, status=422)
         return _picker(ctx, request, who, calendar, account, found)
 
     async def start_sign_in(request: Request) -> Response:
@@ -76,7 +84,7 @@ def routes(ctx: AdminContext) -> list[Route]:
             app = authorize.oauth_app(provider, ctx.settings)
             grant = await run_in_threadpool(adapters.AUTHORIZERS[provider], app, redirect_uri)
         except (AuthorizationProblem, AdapterError) as exc:
-            return _form(ctx, request, who, calendar, provider, error=str(exc), status=422)
+            return _form(ctx, request, who, calendar, provider, problem=exc, status=422)
         sealed = pending.seal(ctx.keys.get(), who, calendar.id,
                               {"provider": provider, "redirect_uri": redirect_uri, "grant": grant.saved()})
         answer = RedirectResponse(grant.url, status_code=303)
@@ -96,7 +104,7 @@ def routes(ctx: AdminContext) -> list[Route]:
             account = await run_in_threadpool(_signed_in, app, provider, data, str(request.url))
             found = await run_in_threadpool(connection_admin.check_account, account)
         except (AuthorizationProblem, ConnectionProblem, AdapterError) as exc:
-            answer = _form(ctx, request, who, calendar, provider, error=str(exc), status=422)
+            answer = _form(ctx, request, who, calendar, provider, problem=exc, status=422)
         else:
             answer = _picker(ctx, request, who, calendar, account, found)
         answer.delete_cookie(OAUTH_COOKIE, path=root(request) + "/oauth")
@@ -114,7 +122,7 @@ def routes(ctx: AdminContext) -> list[Route]:
             connection_id = await run_in_threadpool(_create, ctx, who, calendar_id, data, form.get("remote", ""))
         except ConnectionProblem as exc:
             calendar = await run_in_threadpool(_calendar, ctx, who, calendar_id)
-            return _form(ctx, request, who, calendar, str(data["provider"]), error=str(exc), status=422)
+            return _form(ctx, request, who, calendar, str(data["provider"]), problem=exc, status=422)
         return RedirectResponse(f"{root(request)}/connections/{connection_id}", status_code=303)
 
     return [
@@ -150,16 +158,18 @@ def _account(ctx: AdminContext, provider: str, form: dict[str, str]) -> adapters
     url, username, password = (form.get(name, "").strip() for name in ("url", "username", "password"))
     password = form.get("password", "")  # a password may begin or end with a space
     ca_file = ctx.settings.provider_ca_file or None
-    if provider == "exchange":
-        return connection_admin.exchange_account(url, "", username, password, email=form.get("email", "").strip(),
-                                                 auth=form.get("auth", "ntlm"), ca_file=ca_file,
-                                                 login_url=ctx.settings.microsoft_login_url)
-    if provider in ("caldav", "ics") and not url.startswith(("https://", "http://")):
-        raise ConnectionProblem("give the address, beginning with https://")
-    if provider in ("caldav", "icloud") and not (username and password):
-        raise ConnectionProblem("give the user name and the password")
+    if url and not url.startswith(("https://", "http://")) or provider in ("caldav", "ics") and not url:
+        raise FormProblem("connect_err_url")
+    if provider in ("caldav", "icloud", "exchange") and not (username and password):
+        raise FormProblem("connect_err_login")
     if password and not username:
-        raise ConnectionProblem("a password needs a user name")
+        raise FormProblem("connect_err_login")
+    if provider == "exchange":
+        email, auth = form.get("email", "").strip(), form.get("auth", "ntlm")
+        if "@" not in email or auth not in connection_admin.EXCHANGE_AUTH:
+            raise FormProblem("connect_err_mailbox")
+        return connection_admin.exchange_account(url, "", username, password, email=email, auth=auth, ca_file=ca_file,
+                                                 login_url=ctx.settings.microsoft_login_url)
     return connection_admin.new_account(provider, url, "", username, password, ca_file=ca_file)
 
 
@@ -173,14 +183,33 @@ def _signed_in(app: Any, provider: str, data: dict[str, Any], redirect_url: str)
     return adapters.Account(provider, app.api_url, "", credentials, ca_file=app.ca_file)
 
 
-def _form(ctx: AdminContext, request: Request, who: Who, calendar: Calendar, provider: str, *, error: str = "",
-          entered: dict[str, str] | None = None, status: int = 200) -> Response:
+def problem_key(problem: Exception) -> str:
+    """The strings key saying, in the user's language, why connecting failed; the exception's own (English)
+    message is shown beside it as the detail for whoever helps."""
+    if isinstance(problem, FormProblem):
+        return problem.key
+    if isinstance(problem, AuthorizationProblem):
+        return "connect_err_not_configured"
+    cause = problem if isinstance(problem, AdapterError) else problem.__cause__
+    if isinstance(cause, AuthExpired):
+        return "connect_err_signin" if "sign-in" in str(problem) else "connect_err_credentials"
+    if isinstance(cause, RemoteNotFound):
+        return "connect_err_not_found"
+    if isinstance(cause, Transient):
+        return "connect_err_unreachable"
+    return "connect_err_refused"
+
+
+def _form(ctx: AdminContext, request: Request, who: Who, calendar: Calendar, provider: str, *,
+          problem: Exception | None = None, entered: dict[str, str] | None = None, status: int = 200) -> Response:
     entered = entered or {}
     headers = {}
     if provider in authorize.OAUTH_PROVIDERS:  # the sign-in form is redirected to the provider
         headers["Content-Security-Policy"] = content_security_policy(authorize.sign_in_origin(provider, ctx.settings))
     return ctx.render(request, "connect.html", who, status=status, headers=headers, calendar=calendar,
-                      provider=provider, providers=_offered(), oauth=authorize.OAUTH_PROVIDERS, error=error,
+                      provider=provider, providers=_offered(), oauth=authorize.OAUTH_PROVIDERS,
+                      error=problem_key(problem) if problem is not None else "",
+                      detail="" if problem is None or isinstance(problem, FormProblem) else str(problem),
                       entered={name: entered.get(name, "") for name in FIELDS})
 
 
@@ -201,7 +230,7 @@ def _create(ctx: AdminContext, who: Who, calendar_id: int, data: dict[str, Any],
     found = connection_admin.check_account(account)
     chosen = next((c for c in found if c.id == remote), None)
     if chosen is None:
-        raise ConnectionProblem("choose one of the account's calendars")
+        raise FormProblem("connect_err_remote")
     checked = connection_admin.Checked(chosen.id, chosen.name)
     with ctx.store.write() as session:
         calendar, _ = visible_calendar(session, who, calendar_id)

@@ -74,6 +74,19 @@ STRINGS: dict[str, dict[str, Any]] = {
                              "erstellen.",
         "optional": "optional", "test_connection": "Verbindung testen",
         "connect_failed": "Die Verbindung ist fehlgeschlagen:",
+        "connect_err_credentials": "Der Server hat Benutzername oder Passwort abgelehnt. Bitte prüfen Sie beides "
+                                   "(bei iCloud: das app-spezifische Passwort).",
+        "connect_err_signin": "Die Anmeldung beim Anbieter wurde abgelehnt oder abgebrochen.",
+        "connect_err_not_found": "Unter dieser Adresse wurde kein Kalender gefunden.",
+        "connect_err_unreachable": "Der Server ist nicht erreichbar. Bitte prüfen Sie die Adresse oder versuchen Sie "
+                                   "es später noch einmal.",
+        "connect_err_refused": "Der Server hat die Anfrage abgelehnt.",
+        "connect_err_not_configured": "Für diesen Anbieter ist in calbridge noch keine Anwendung eingerichtet; "
+                                      "bitte wenden Sie sich an die Betreiber.",
+        "connect_err_url": "Bitte geben Sie die Adresse vollständig an, beginnend mit https://.",
+        "connect_err_login": "Bitte geben Sie Benutzername und Passwort an.",
+        "connect_err_mailbox": "Bitte geben Sie die E-Mail-Adresse des Postfachs und das Anmeldeverfahren an.",
+        "connect_err_remote": "Bitte wählen Sie einen der angebotenen Kalender.",
         "pick_title": "Kalender auswählen", "pick_intro": "Die Verbindung funktioniert. Welchen Kalender dieses "
                                                         "Kontos möchten Sie synchronisieren?",
         "read_only_remote": "nur lesen", "no_remote_calendars": "Das Konto hat keinen Kalender.",
@@ -253,6 +266,18 @@ STRINGS: dict[str, dict[str, Any]] = {
         "app_password_hint": "Create one at appleid.apple.com › Sign-In and Security › App-Specific Passwords.",
         "optional": "optional", "test_connection": "Test the connection",
         "connect_failed": "The connection failed:",
+        "connect_err_credentials": "The server refused the user name or password. Please check both (for iCloud: "
+                                   "the app-specific password).",
+        "connect_err_signin": "The provider refused the sign-in, or it was cancelled.",
+        "connect_err_not_found": "No calendar was found at this address.",
+        "connect_err_unreachable": "The server cannot be reached. Please check the address or try again later.",
+        "connect_err_refused": "The server refused the request.",
+        "connect_err_not_configured": "No application is set up in calbridge for this provider yet; please ask the "
+                                      "operators.",
+        "connect_err_url": "Please give the full address, beginning with https://.",
+        "connect_err_login": "Please give the user name and the password.",
+        "connect_err_mailbox": "Please give the mailbox's e-mail address and the sign-in method.",
+        "connect_err_remote": "Please choose one of the calendars offered.",
         "pick_title": "Choose the calendar", "pick_intro": "The connection works. Which calendar of this account "
                                                           "should be synchronised?",
         "read_only_remote": "read-only", "no_remote_calendars": "The account has no calendar.",
