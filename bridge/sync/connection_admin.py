@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from datetime import datetime
 from secrets import token_hex
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bridge import adapters
@@ -33,7 +32,7 @@ from bridge.secrets import Secrets
 from bridge.store import calendars, channels, connections, items, mappings
 from bridge.store.db import Store
 from bridge.store.models import Calendar, Connection, SyncRun, User
-from bridge.sync import backoff, mirror, push, scheduler
+from bridge.sync import backoff, mirror, push, runlog, scheduler
 from bridge.sync.engine import Engine, Progress, credential_saver
 from bridge.sync.outcome import RunOutcome
 
@@ -258,15 +257,15 @@ def sync_now(store: Store, engine: Engine, connection_id: int, runner: str, now:
 def start_sync(store: Store, engine: Engine, connection_id: int, runner: str, now: datetime, *, reset: bool = False,
                confirm_deletions: bool = False) -> threading.Thread:
     """A manual run on a thread of its own, for a page that answers at once and then follows the run in the
-    sync log (its progress lands on the run's row, :func:`progress_recorder`). The lease is claimed before
-    this returns, so :class:`SyncInProgress` is the caller's to report; the thread releases it."""
+    sync log (its progress lands on the run's row: :func:`bridge.sync.runlog.progress_recorder`). The lease is
+    claimed before this returns, so :class:`SyncInProgress` is the caller's to report; the thread releases it."""
     if not scheduler.claim_one(store, connection_id, runner, now, MANUAL_LEASE_SECONDS):
         raise SyncInProgress(connection_id)
 
     def run() -> None:
         try:
             engine.run(connection_id, trigger="reset" if reset else "manual", confirm_deletions=confirm_deletions,
-                       progress=progress_recorder(store, connection_id))
+                       progress=runlog.progress_recorder(store, connection_id))
         except Exception as exc:  # disabled or removed meanwhile; a failed run is in its row already
             log.warning("manual sync of connection %s ended with %s", connection_id, type(exc).__name__)
         finally:
@@ -280,28 +279,6 @@ def start_sync(store: Store, engine: Engine, connection_id: int, runner: str, no
 def runner_name(kind: str) -> str:
     """A lease holder's name for a manual action: who (``api``, ``admin``, ``cli``), which process, which call."""
     return f"{kind}:{os.getpid()}:{token_hex(4)}"
-
-
-PROGRESS_INTERVAL = 1.0  # seconds between two progress writes of one run
-
-
-def progress_recorder(store: Store, connection_id: int) -> Progress:
-    """A progress callback that keeps (done, total) on the connection's running sync-log row, at most once a
-    second and always for the last action, so that the log page shows how far a long run has come; the
-    run's final counts replace it."""
-    last = [0.0]
-
-    def record(done: int, total: int) -> None:
-        moment = time.monotonic()
-        if done < total and moment - last[0] < PROGRESS_INTERVAL:
-            return
-        last[0] = moment
-        with store.write() as session:
-            session.execute(update(SyncRun).where(SyncRun.connection_id == connection_id, SyncRun.status == "running")
-                            .values(counts=json.dumps({"progress": {"done": done, "total": total}}))
-                            .execution_options(synchronize_session=False))
-
-    return record
 
 
 @contextmanager

@@ -10,12 +10,20 @@ An item error names the action and the error class only: summaries, addresses an
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import update
+
+from bridge.store.db import Store
+from bridge.store.models import SyncRun
+
 MAX_ERRORS = 20
 MAX_HELD = 200
+PROGRESS_INTERVAL = 1.0  # seconds between two progress writes of one run
 
 
 @dataclass
@@ -58,3 +66,22 @@ class RunLog:
         if self.token_invalid:
             data["token_invalid"] = True
         return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def progress_recorder(store: Store, connection_id: int) -> Callable[[int, int], None]:
+    """A progress callback (the engine's ``progress``) that keeps (done, total) on the connection's running row,
+    at most once a second and only once a run has taken a second, so that the log page shows how far a long run
+    has come and a short one costs no write; the run's final counts replace it."""
+    last = [time.monotonic()]
+
+    def record(done: int, total: int) -> None:
+        moment = time.monotonic()
+        if moment - last[0] < PROGRESS_INTERVAL:
+            return
+        last[0] = moment
+        with store.write() as session:
+            session.execute(update(SyncRun).where(SyncRun.connection_id == connection_id, SyncRun.status == "running")
+                            .values(counts=json.dumps({"progress": {"done": done, "total": total}}))
+                            .execution_options(synchronize_session=False))
+
+    return record

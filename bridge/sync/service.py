@@ -11,15 +11,20 @@ from bridge.secrets import Secrets
 from bridge.settings import Settings
 from bridge.store.db import Store
 from bridge.sync.engine import Engine
+from bridge.sync.outcome import RunOutcome
+from bridge.sync.runlog import progress_recorder
 from bridge.sync.worker import Worker
 from bridge.webhooks import WebhookSender
 
 
 def engine_worker(store: Store, settings: Settings, *, concurrency: int, poll_seconds: float = 5.0) -> Worker:
-    """A worker whose runs are the engine's, with the keys from the settings."""
+    """A worker whose runs are the engine's, with the keys from the settings; a long run's progress is kept
+    on its log row for the admin page."""
     engine = Engine(store, settings, Secrets.from_settings(settings))
-    return Worker(store, lambda connection_id, trigger: engine.run(connection_id, trigger=trigger),
-                  concurrency=concurrency, poll_seconds=poll_seconds)
+    def run(connection_id: int, trigger: str) -> RunOutcome:
+        return engine.run(connection_id, trigger=trigger, progress=progress_recorder(store, connection_id))
+
+    return Worker(store, run, concurrency=concurrency, poll_seconds=poll_seconds)
 
 
 @contextmanager

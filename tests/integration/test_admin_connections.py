@@ -16,8 +16,9 @@ import pytest
 from sqlalchemy import select
 
 from bridge.store.models import Calendar, Connection, Item, SyncRun
+from bridge.sync import runlog
 from tests.conftest import Bridge
-from tests.integration.admin_client import csrf_of, post_form, sign_in
+from tests.integration.admin_client import add_connection, csrf_of, post_form, sign_in
 from tests.servers import RADICALE_PASSWORD, RADICALE_USER, DavServer, ics_feed_server, radicale_server
 
 EVENT = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//p//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n"
@@ -305,3 +306,25 @@ def test_a_sealed_pick_is_only_good_for_its_user_and_calendar(bridge: Bridge, an
         assert answer.status_code == 400  # a colleague who is also admin cannot replay anna's seal
     with bridge.store.read() as session:
         assert session.scalar(select(Connection)) is None
+
+
+def test_a_long_run_shows_its_progress_and_the_log_refreshes_itself(
+        bridge: Bridge, anna: httpx.Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    connection_id = add_connection(bridge, "anna", "praxis")
+    with bridge.store.write() as session:
+        connection = session.get(Connection, connection_id)
+        assert connection is not None
+        session.add(SyncRun(tenant_id=connection.tenant_id, connection_id=connection_id, trigger="schedule",
+                            started_at=datetime.now(UTC) - timedelta(seconds=12), status="running"))
+    clock = [100.0]
+    monkeypatch.setattr(runlog.time, "monotonic", lambda: clock[0])
+    record = runlog.progress_recorder(bridge.store, connection_id)
+    record(1, 40)  # within the run's first second: a short run writes nothing
+    assert "von 40" not in anna.get(f"/connections/{connection_id}/log").text
+    clock[0] += 1.5
+    record(17, 40)
+    log = anna.get(f"/connections/{connection_id}/log").text
+    assert re.search(r"läuft seit 1[2-9] s", log) and "17 von 40 Änderungen" in log
+    assert '<progress value="17" max="40">' in log
+    assert '<meta http-equiv="refresh" content="2">' in log
+    assert "Diese Seite aktualisiert sich" in log
