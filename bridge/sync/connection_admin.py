@@ -19,7 +19,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from secrets import token_hex
 from typing import Any
 
@@ -37,7 +37,7 @@ from bridge.sync.engine import Engine, Progress, credential_saver
 from bridge.sync.outcome import RunOutcome
 
 log = logging.getLogger(__name__)
-MANUAL_LEASE_SECONDS = 3600  # a manual run holds off the scheduler for at most this long if it dies
+MANUAL_LEASE_SECONDS = 120  # a manual action's lease, renewed while it lasts: a dead process frees it this soon
 PROVIDERS = tuple(sorted(adapters.BUILDERS))  # the providers this build can sync
 Account = adapters.Account
 
@@ -264,12 +264,11 @@ def start_sync(store: Store, engine: Engine, connection_id: int, runner: str, no
 
     def run() -> None:
         try:
-            engine.run(connection_id, trigger="reset" if reset else "manual", confirm_deletions=confirm_deletions,
-                       progress=runlog.progress_recorder(store, connection_id))
+            with _kept(store, connection_id, runner):
+                engine.run(connection_id, trigger="reset" if reset else "manual", confirm_deletions=confirm_deletions,
+                           progress=runlog.progress_recorder(store, connection_id))
         except Exception as exc:  # disabled or removed meanwhile; a failed run is in its row already
             log.warning("manual sync of connection %s ended with %s", connection_id, type(exc).__name__)
-        finally:
-            scheduler.release(store, connection_id, runner)
 
     thread = threading.Thread(target=run, name=f"sync-{connection_id}", daemon=True)
     thread.start()
@@ -287,9 +286,30 @@ def leased(store: Store, connection_id: int, runner: str, now: datetime) -> Iter
     writes beside it; :class:`SyncInProgress` while another holder has it."""
     if not scheduler.claim_one(store, connection_id, runner, now, MANUAL_LEASE_SECONDS):
         raise SyncInProgress(connection_id)
+    with _kept(store, connection_id, runner):
+        yield
+
+
+@contextmanager
+def _kept(store: Store, connection_id: int, runner: str) -> Iterator[None]:
+    """Renew a claimed lease every third of its length while the block runs, then release it, so a long manual
+    run keeps the scheduler off and a process that dies mid-run holds the connection for two minutes at most."""
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(MANUAL_LEASE_SECONDS / 3):
+            try:
+                scheduler.renew(store, connection_id, runner, datetime.now(UTC), MANUAL_LEASE_SECONDS)
+            except Exception as exc:  # a slow database: the next beat tries again
+                log.warning("renewing the lease of connection %s failed with %s", connection_id, type(exc).__name__)
+
+    beat = threading.Thread(target=renew, name=f"lease-{connection_id}", daemon=True)
+    beat.start()
     try:
         yield
     finally:
+        done.set()
+        beat.join()
         scheduler.release(store, connection_id, runner)  # a no-op once the row is gone
 
 
