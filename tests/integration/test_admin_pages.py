@@ -45,6 +45,7 @@ def test_every_answer_of_admin_carries_the_security_headers(bridge: Bridge) -> N
         for path in [*pages, "/static/admin.css", "/static/admin.js", "/no-such-page", "/calendars/999999"]:
             answer = anna.get(fill(path, ids))
             _assert_secure_headers(answer)
+            assert "remote-secret-pw" not in answer.text  # a connection's password is never shown back
             if "/static/" not in path:
                 assert answer.headers["cache-control"] == "no-store"
         assert anna.delete("/calendars").status_code == 405
