@@ -86,8 +86,9 @@ def test_a_calendar_form_with_a_mistake_says_what_is_wrong(bridge: Bridge) -> No
     with sign_in(bridge, "anna") as anna:
         with bridge.store.read() as session:
             anna_id = users.user_by_login(session, "anna").id  # type: ignore[union-attr]
-        for data, message in (({"slug": "praxis"}, "already exists"), ({"slug": "a/b"}, "must have"),
-                              ({"slug": "neu", "timezone": "Mars/Olympus"}, "is not an IANA time zone")):
+        for data, message in (({"slug": "praxis"}, "schon einen Kalender mit diesem Kurznamen"),
+                              ({"slug": "a/b"}, "Der Kurzname hat 1 bis 128 Zeichen"),
+                              ({"slug": "neu", "timezone": "Mars/Olympus"}, "eine Zeitzone wie Europe/Berlin")):
             answer = post_form(anna, "/calendars", "/calendars", {"owner": str(anna_id), **data})
             assert answer.status_code == 400
             assert message in answer.text
@@ -100,15 +101,18 @@ def test_an_admin_creates_and_removes_users_and_a_password_is_never_shown_back(b
         wrong = post_form(anna, "/users", "/users", {"login": "bea", "email": "not-an-address", "password": password,
                                                      "role": "member", "language": "en"})
         assert wrong.status_code == 400
-        assert "is not an e-mail address" in wrong.text
+        assert "Bitte geben Sie eine gültige E-Mail-Adresse an." in wrong.text
         assert 'value="bea"' in wrong.text  # the rest of the form is kept ...
         assert password not in wrong.text  # ... but not the password
         short = post_form(anna, "/users", "/users", {"login": "bea", "email": "bea@example.org", "password": "kurz",
                                                      "role": "member", "language": "en"})
-        assert short.status_code == 400 and "at least 8 characters" in short.text
+        assert short.status_code == 400 and "mindestens 8 Zeichen" in short.text
         made = post_form(anna, "/users", "/users", {"login": "bea", "email": "bea@example.org", "password": password,
                                                     "role": "member", "language": "en"})
         assert made.status_code == 303
+        again = post_form(anna, "/users", "/users", {"login": "bea", "email": "bea@example.org", "password": password,
+                                                     "role": "member", "language": "en"})
+        assert again.status_code == 400 and "Diesen Benutzernamen gibt es schon." in again.text
         listing = anna.get("/users").text
         assert "bea@example.org" in listing and password not in listing
     with sign_in(bridge, "bea", password) as bea, sign_in(bridge, "anna") as anna:
@@ -128,6 +132,8 @@ def test_a_service_token_is_shown_once_works_at_once_and_dies_when_revoked(bridg
     bridge.add_user("A", "anna", role="admin")
     bridge.add_calendar("anna", "praxis")
     with sign_in(bridge, "anna") as anna:
+        unnamed = post_form(anna, "/tokens", "/tokens", {"name": "  ", "scope": "engine"})
+        assert unnamed.status_code == 400 and "Die Bezeichnung hat 1 bis 120 Zeichen." in unnamed.text
         created = post_form(anna, "/tokens", "/tokens", {"name": "Buchungssoftware", "scope": "engine"})
         assert created.status_code == 201
         assert created.headers["cache-control"] == "no-store"

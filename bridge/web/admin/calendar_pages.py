@@ -116,23 +116,28 @@ def _detail(ctx: AdminContext, who: Who, calendar_id: int) -> tuple[CalendarView
 
 
 def _create(ctx: AdminContext, who: Who, form: dict[str, Any]) -> int | str:
-    """The new calendar's id, or what is wrong with the form."""
+    """The new calendar's id, or the key of the message saying what is wrong with the form."""
     try:
         owner_id = int(form.get("owner", ""))
     except ValueError:
         raise not_found() from None
-    name = form.get("name", "").strip()
+    name, slug = form.get("name", "").strip(), form.get("slug", "").strip()
+    timezone = form.get("timezone", "").strip() or ctx.settings.default_timezone
+    if not calendars.SLUG_PATTERN.match(slug):
+        return "form_slug"
+    try:
+        calendars.check_timezone(timezone)
+    except ValueError:
+        return "form_timezone"
     with ctx.store.write() as session:
         owner = session.get(User, owner_id)
         if owner is None or owner.tenant_id != who.tenant_id or owner.role == "service":
             raise not_found()
         try:
-            calendar = calendars.create_calendar(
-                session, owner, form.get("slug", "").strip(),
-                timezone=form.get("timezone", "").strip() or ctx.settings.default_timezone,
-                props={"D:displayname": name} if name else None)
-        except (ValueError, AlreadyExists) as exc:
-            return str(exc)
+            calendar = calendars.create_calendar(session, owner, slug, timezone=timezone,
+                                                 props={"D:displayname": name} if name else None)
+        except AlreadyExists:
+            return "form_calendar_exists"
         return calendar.id
 
 

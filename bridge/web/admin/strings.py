@@ -171,7 +171,17 @@ STRINGS: dict[str, dict[str, Any]] = {
         "err_Permanent": "Der Anbieter hat die Anfrage abgelehnt.",
         "err_TokenInvalid": "Der Synctoken war abgelaufen; es wurde vollständig abgeglichen.",
         "err_other": "Unerwarteter Fehler ({error}).",
-        "invalid": "Die Eingabe ist ungültig:",
+        "form_login": "Der Benutzername hat 1 bis 64 Zeichen: Kleinbuchstaben, Ziffern, „.“, „_“ oder „-“, am "
+                      "Anfang ein Buchstabe oder eine Ziffer.",
+        "form_email": "Bitte geben Sie eine gültige E-Mail-Adresse an.",
+        "form_choice": "Bitte wählen Sie einen der angebotenen Werte aus der Liste.",
+        "form_token_name": "Die Bezeichnung hat 1 bis 120 Zeichen.",
+        "form_password": "Das Passwort braucht mindestens 8 Zeichen.",
+        "form_user_exists": "Diesen Benutzernamen gibt es schon.",
+        "form_slug": "Der Kurzname hat 1 bis 128 Zeichen: Buchstaben, Ziffern, „.“, „_“, „@“, „+“ oder „-“, am "
+                     "Anfang ein Buchstabe oder eine Ziffer.",
+        "form_timezone": "Bitte geben Sie eine Zeitzone wie Europe/Berlin an.",
+        "form_calendar_exists": "Dieser Benutzer hat schon einen Kalender mit diesem Kurznamen.",
         "nav_busy": "Warum belegt?", "busy_title": "Warum ist dieser Termin belegt?",
         "busy_intro": "Wählen Sie einen Kalender, einen Tag und eine Uhrzeit in der Zeitzone des Kalenders: Sie "
                       "sehen, welche Buchung, welche Verbindung oder welcher Termin die Zeit belegt.",
@@ -359,7 +369,17 @@ STRINGS: dict[str, dict[str, Any]] = {
         "err_Permanent": "The provider refused the request.",
         "err_TokenInvalid": "The sync token had expired; everything was compared afresh.",
         "err_other": "Unexpected error ({error}).",
-        "invalid": "The input is not valid:",
+        "form_login": "A user name has 1 to 64 characters: lower-case letters, digits, '.', '_' or '-', starting "
+                      "with a letter or digit.",
+        "form_email": "Please give a valid e-mail address.",
+        "form_choice": "Please choose one of the values offered in the list.",
+        "form_token_name": "A name has 1 to 120 characters.",
+        "form_password": "The password needs at least 8 characters.",
+        "form_user_exists": "This user name is taken.",
+        "form_slug": "A short name has 1 to 128 characters: letters, digits, '.', '_', '@', '+' or '-', starting "
+                     "with a letter or digit.",
+        "form_timezone": "Please give a time zone such as Europe/Berlin.",
+        "form_calendar_exists": "This user already has a calendar with this short name.",
         "nav_busy": "Why busy?", "busy_title": "Why is this slot busy?",
         "busy_intro": "Choose a calendar, a day and a time in the calendar's time zone: you see which booking, "
                       "connection or event makes the time busy.",

@@ -54,14 +54,15 @@ def _tokens(ctx: AdminContext, who: Who) -> list[ServiceToken]:
 
 
 def _create(ctx: AdminContext, who: Who, name: str, scope: str) -> tuple[str, str]:
-    """(the new token, "") or ("", what is wrong)."""
+    """(the new token, "") or ("", the key of the message saying what is wrong)."""
+    if scope not in tokens.SCOPES:
+        return "", "form_choice"
+    if not 1 <= len(name.strip()) <= 120:
+        return "", "form_token_name"
     with ctx.store.write() as session:
         tenant = session.get(Tenant, who.tenant_id)
         assert tenant is not None
-        try:
-            _, secret = tokens.create_token(session, tenant, name, scope)
-        except ValueError as exc:
-            return "", str(exc)
+        _, secret = tokens.create_token(session, tenant, name, scope)
     return secret, ""
 
 

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from bridge.passwords import hash_password
+from bridge.passwords import MIN_PASSWORD_LENGTH, hash_password
 from bridge.store import users
 from bridge.store.errors import AlreadyExists
 from bridge.store.models import Tenant, User
@@ -60,23 +60,27 @@ def _users(ctx: AdminContext, who: Who) -> list[User]:
 
 
 def _create(ctx: AdminContext, who: Who, form: dict[str, str]) -> str:
-    """What is wrong with the form, or "" once the user exists."""
-    role = form.get("role", "member")
-    if role not in CREATABLE_ROLES:
-        return f"role must be one of {', '.join(CREATABLE_ROLES)}"
-    try:
-        password_hash = hash_password(form.get("password", ""))
-    except ValueError as exc:
-        return str(exc)
+    """The key of the message saying what is wrong with the form, or "" once the user exists. The store's
+    own rules are checked here first, so that the answer is in the user's language."""
+    login, email = form.get("login", "").strip(), form.get("email", "").strip()
+    role, language, password = form.get("role", "member"), form.get("language", "de"), form.get("password", "")
+    if not users.LOGIN_PATTERN.match(login):
+        return "form_login"
+    if not users.EMAIL_PATTERN.match(email):
+        return "form_email"
+    if role not in CREATABLE_ROLES or language not in users.LANGUAGES:
+        return "form_choice"
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return "form_password"
+    password_hash = hash_password(password)
     with ctx.store.write() as session:
         tenant = session.get(Tenant, who.tenant_id)
         assert tenant is not None
         try:
-            users.create_user(session, tenant, login=form.get("login", "").strip(),
-                              email=form.get("email", "").strip(), password_hash=password_hash, role=role,
-                              language=form.get("language", "de"))
-        except (ValueError, AlreadyExists) as exc:
-            return str(exc)
+            users.create_user(session, tenant, login=login, email=email, password_hash=password_hash, role=role,
+                              language=language)
+        except AlreadyExists:
+            return "form_user_exists"
     return ""
 
 
