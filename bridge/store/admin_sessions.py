@@ -55,6 +55,14 @@ def end_session(session: Session, token: str) -> None:
     session.execute(delete(AdminSession).where(AdminSession.token_hash == _digest(token)))
 
 
+def end_other_sessions(session: Session, user_id: int, keep_token: str = "") -> None:
+    """End every session of the user but the one of ``keep_token`` (a changed password signs out the rest)."""
+    query = delete(AdminSession).where(AdminSession.user_id == user_id)
+    if keep_token:
+        query = query.where(AdminSession.token_hash != _digest(keep_token))
+    session.execute(query)
+
+
 def throttle_keys(login: str, address: str) -> list[str]:
     """The keys a login attempt is counted under: the login tried and the client's address."""
     return [_digest(f"login:{login.strip().lower()}"), _digest(f"address:{address}")]

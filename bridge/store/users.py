@@ -67,6 +67,21 @@ def create_user(
     return user
 
 
+def update_user(session: Session, user: User, *, email: str | None = None, role: str | None = None,
+                language: str | None = None, password_hash: str | None = None) -> None:
+    """Change what is given; ValueError (before any change) for a value the user cannot have."""
+    if email is not None and not EMAIL_PATTERN.match(email):
+        raise ValueError(f"{email!r} is not an e-mail address")
+    if role is not None and role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if language is not None and language not in LANGUAGES:
+        raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
+    for name, value in (("email", email), ("role", role), ("language", language), ("password_hash", password_hash)):
+        if value is not None:
+            setattr(user, name, value)
+    session.flush()
+
+
 def user_by_login(session: Session, login: str) -> User | None:
     return session.scalar(select(User).where(User.login == login))
 

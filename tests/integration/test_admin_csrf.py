@@ -20,6 +20,10 @@ FORMS = {  # what each form would do with a valid token
     ("POST", "/users"): {"login": "mallory", "email": "m@example.org", "password": "long enough pw",
                          "role": "admin", "language": "de"},
     ("POST", "/users/{user_id:int}/delete"): {},
+    ("POST", "/users/{user_id:int}"): {"email": "m@example.org", "role": "admin", "language": "en",
+                                       "password": "taken over now"},
+    ("POST", "/account"): {"email": "m@example.org", "language": "en", "current": "correct horse battery",
+                           "password": "taken over now"},
     ("POST", "/tokens"): {"name": "forged", "scope": "admin"},
     ("POST", "/tokens/{token_id:int}/revoke"): {},
     ("POST", "/calendars/{calendar_id:int}/connect"): {"provider": "caldav", "url": "https://dav.example/",
@@ -39,7 +43,7 @@ def _state(bridge: Bridge) -> tuple[Any, ...]:
         return (session.scalar(select(func.count()).select_from(Calendar)) or 0,
                 [(c.enabled, c.direction, c.options) for c in session.scalars(select(Connection))],
                 session.scalar(select(func.count()).select_from(SyncRun)) or 0,
-                session.scalar(select(func.count()).select_from(User)) or 0,
+                [(u.email, u.role, u.language, u.password_hash) for u in session.scalars(select(User))],
                 session.scalar(select(func.count()).select_from(ServiceToken)) or 0,
                 session.scalar(select(func.count()).select_from(ServiceToken)
                                .where(ServiceToken.revoked_at.is_not(None))) or 0)

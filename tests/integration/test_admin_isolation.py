@@ -14,6 +14,7 @@ UNSCOPED = {  # routes without an id; each is checked below not to show or touch
     ("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("POST", "/logout"),
     ("GET", "/calendars"), ("POST", "/calendars"), ("GET", "/users"), ("POST", "/users"),
     ("GET", "/tokens"), ("POST", "/tokens"), ("GET", "/busy"), ("GET", "/oauth/callback"),
+    ("GET", "/account"), ("POST", "/account"),
 }
 
 
@@ -50,7 +51,7 @@ def test_tenant_as_admin_gets_404_for_every_object_of_tenant_b(bridge: Bridge) -
                 assert "salon-geheim" not in answer.text and "bert" not in answer.text
 
         # the routes without an id: listings show only A's objects, forms cannot reach B's
-        for page in ("/calendars", "/users", "/tokens", "/busy"):
+        for page in ("/calendars", "/users", "/tokens", "/busy", "/account"):
             text = anna.get(page).text
             assert "bert" not in text and "salon-geheim" not in text
         answer = anna.get("/busy", params={"calendar": theirs["calendar_id"], "date": "2026-12-07", "time": "10:00"})

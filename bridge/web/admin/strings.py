@@ -171,6 +171,11 @@ STRINGS: dict[str, dict[str, Any]] = {
         "err_Permanent": "Der Anbieter hat die Anfrage abgelehnt.",
         "err_TokenInvalid": "Der Synctoken war abgelaufen; es wurde vollständig abgeglichen.",
         "err_other": "Unerwarteter Fehler ({error}).",
+        "account_title": "Mein Konto", "edit": "Bearbeiten", "change_password": "Passwort ändern",
+        "current_password": "Bisheriges Passwort", "new_password": "Neues Passwort",
+        "new_password_hint": "Mindestens 8 Zeichen. Andere Anmeldungen mit dem alten Passwort werden beendet.",
+        "form_own_role": "Sie können sich die Administratorrolle nicht selbst entziehen.",
+        "form_current_password": "Das bisherige Passwort ist falsch.",
         "form_login": "Der Benutzername hat 1 bis 64 Zeichen: Kleinbuchstaben, Ziffern, „.“, „_“ oder „-“, am "
                       "Anfang ein Buchstabe oder eine Ziffer.",
         "form_email": "Bitte geben Sie eine gültige E-Mail-Adresse an.",
@@ -369,6 +374,11 @@ STRINGS: dict[str, dict[str, Any]] = {
         "err_Permanent": "The provider refused the request.",
         "err_TokenInvalid": "The sync token had expired; everything was compared afresh.",
         "err_other": "Unexpected error ({error}).",
+        "account_title": "My account", "edit": "Edit", "change_password": "Change the password",
+        "current_password": "Current password", "new_password": "New password",
+        "new_password_hint": "At least 8 characters. Other sign-ins with the old password are ended.",
+        "form_own_role": "You cannot take the administrator role away from yourself.",
+        "form_current_password": "The current password is wrong.",
         "form_login": "A user name has 1 to 64 characters: lower-case letters, digits, '.', '_' or '-', starting "
                       "with a letter or digit.",
         "form_email": "Please give a valid e-mail address.",
