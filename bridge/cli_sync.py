@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
 import webbrowser
 from datetime import UTC, datetime
@@ -239,7 +238,7 @@ def _disconnect(args: argparse.Namespace, settings: Settings) -> int:
     store = _store_of(settings)
     with store.read() as session:
         _connection(session, args.id)
-    with connection_admin.leased(store, args.id, f"cli:{os.getpid()}", datetime.now(UTC)), \
+    with connection_admin.leased(store, args.id, connection_admin.runner_name("cli"), datetime.now(UTC)), \
             store.write() as session:
         connection = _connection(session, args.id)
         departing = connection_admin.departing(session, connection, Secrets.from_settings(settings),
@@ -259,9 +258,9 @@ def _sync(args: argparse.Namespace, settings: Settings) -> int:
         _connection(session, args.id)
     bar = _progress_bar if sys.stderr.isatty() else None
     try:
-        outcome = connection_admin.sync_now(store, engine, args.id, f"cli:{os.getpid()}", datetime.now(UTC),
-                                            reset=args.reset, confirm_deletions=args.confirm_deletions,
-                                            progress=bar)
+        outcome = connection_admin.sync_now(store, engine, args.id, connection_admin.runner_name("cli"),
+                                            datetime.now(UTC), reset=args.reset,
+                                            confirm_deletions=args.confirm_deletions, progress=bar)
     finally:
         if bar is not None:
             print(file=sys.stderr)

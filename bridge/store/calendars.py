@@ -108,6 +108,11 @@ def get_props(calendar: Calendar) -> dict[str, str]:
     return props
 
 
+def display_name(calendar: Calendar) -> str:
+    """The name people see: the calendar's DAV:displayname, else its short name."""
+    return get_props(calendar).get("D:displayname", "") or calendar.slug
+
+
 def set_props(session: Session, calendar: Calendar, props: Mapping[str, str]) -> None:
     """Replace the WebDAV properties; a new counter value changes the ctag."""
     clean = {key: value for key, value in props.items() if value is not None}

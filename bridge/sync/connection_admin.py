@@ -46,6 +46,14 @@ class ConnectionProblem(ValueError):
     """The account cannot be used as given; the message says why in plain words."""
 
 
+class AlreadyConnected(ConnectionProblem):
+    """The calendar is already connected to this remote calendar (a second connection would mirror it twice)."""
+
+    def __init__(self, connection_id: int) -> None:
+        super().__init__(f"the calendar is already connected to this remote calendar (connection {connection_id})")
+        self.connection_id = connection_id
+
+
 class RemoteCalendarNeeded(ConnectionProblem):
     """The account has several calendars (or none) and none was chosen."""
 
@@ -176,7 +184,13 @@ def create(session: Session, calendar: Calendar, provider: str, checked: Checked
            credentials: Mapping[str, str], direction: str | None, options: Mapping[str, Any],
            secrets: Secrets) -> Connection:
     """Store a connection whose account :func:`check_new` accepted; the credentials are encrypted.
-    A read-only provider's connection is inbound whatever ``direction`` says (:func:`direction_for`)."""
+    A read-only provider's connection is inbound whatever ``direction`` says (:func:`direction_for`);
+    :class:`AlreadyConnected` when the calendar already has a connection to the same remote calendar."""
+    twin = session.scalar(select(Connection.id).where(
+        Connection.calendar_id == calendar.id, Connection.provider == provider, Connection.server_url == server_url,
+        Connection.remote_calendar == checked.remote_calendar))
+    if twin is not None:
+        raise AlreadyConnected(twin)
     connection = connections.create_connection(session, calendar, provider, dict(options))
     connections.set_account(session, connection, server_url=server_url, remote_calendar=checked.remote_calendar,
                             remote_name=checked.remote_name,
@@ -299,7 +313,9 @@ def _kept(store: Store, connection_id: int, runner: str) -> Iterator[None]:
     def renew() -> None:
         while not done.wait(MANUAL_LEASE_SECONDS / 3):
             try:
-                scheduler.renew(store, connection_id, runner, datetime.now(UTC), MANUAL_LEASE_SECONDS)
+                if not scheduler.renew(store, connection_id, runner, datetime.now(UTC), MANUAL_LEASE_SECONDS):
+                    log.warning("the lease of connection %s was lost during a manual action", connection_id)
+                    return
             except Exception as exc:  # a slow database: the next beat tries again
                 log.warning("renewing the lease of connection %s failed with %s", connection_id, type(exc).__name__)
 

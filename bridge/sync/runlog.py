@@ -10,6 +10,7 @@ An item error names the action and the error class only: summaries, addresses an
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -17,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.store.db import Store
 from bridge.store.models import SyncRun
 
+log = logging.getLogger(__name__)
 MAX_ERRORS = 20
 MAX_HELD = 200
 PROGRESS_INTERVAL = 1.0  # seconds between two progress writes of one run
@@ -69,7 +72,8 @@ class RunLog:
 
 
 def progress_recorder(store: Store, connection_id: int) -> Callable[[int, int], None]:
-    """A progress callback (the engine's ``progress``) that keeps (done, total) on the connection's running row,
+    """A progress callback (the engine's ``progress``) that keeps (done, total) on the connection's running row
+    (one at a time: its run holds the connection's lease),
     at most once a second and only once a run has taken a second, so that the log page shows how far a long run
     has come and a short one costs no write; the run's final counts replace it."""
     last = [time.monotonic()]
@@ -79,9 +83,13 @@ def progress_recorder(store: Store, connection_id: int) -> Callable[[int, int], 
         if moment - last[0] < PROGRESS_INTERVAL:
             return
         last[0] = moment
-        with store.write() as session:
-            session.execute(update(SyncRun).where(SyncRun.connection_id == connection_id, SyncRun.status == "running")
-                            .values(counts=json.dumps({"progress": {"done": done, "total": total}}))
-                            .execution_options(synchronize_session=False))
+        try:
+            with store.write() as session:
+                session.execute(update(SyncRun)
+                                .where(SyncRun.connection_id == connection_id, SyncRun.status == "running")
+                                .values(counts=json.dumps({"progress": {"done": done, "total": total}}))
+                                .execution_options(synchronize_session=False))
+        except SQLAlchemyError as exc:  # a busy database: the bar stands still a moment, the run goes on
+            log.warning("progress of connection %s not kept: %s", connection_id, type(exc).__name__)
 
     return record

@@ -121,7 +121,9 @@ def test_an_incomplete_form_is_answered_in_the_users_language(bridge: Bridge, an
              ("caldav", {"url": server.url, "username": RADICALE_USER}, "Bitte geben Sie Benutzername und Passwort an"),
              ("exchange", {"username": "u", "password": "p", "auth": "ntlm"}, "E-Mail-Adresse des Postfachs"),
              ("caldav", {"url": "http://127.0.0.1:9/", "username": "u", "password": "p"},
-              "Der Server ist nicht erreichbar")]
+              "Der Server ist nicht erreichbar"),
+             ("caldav", {"url": "http://[::1", "username": "u", "password": "p"}, "beginnend mit https://"),
+             ("ics", {"url": "https://xn--/feed.ics"}, "beginnend mit https://")]
     for provider, fields, message in cases:
         answer = connect(anna, calendar_id, provider, fields)
         assert answer.status_code == 422 and message in answer.text, (fields, answer.text)
@@ -144,7 +146,10 @@ def test_connect_choose_the_calendar_sync_and_read_the_log(bridge: Bridge, anna:
     assert RADICALE_PASSWORD not in picker.text  # the tested account travels sealed
     done = finish(anna, calendar_id, picker, remote)
     assert done.status_code == 303
+    again = finish(anna, calendar_id, picker, remote)  # a double click, or the back button and once more
+    assert again.status_code == 303 and again.headers["location"] == done.headers["location"]
     with bridge.store.read() as session:
+        assert len(session.scalars(select(Connection)).all()) == 1
         connection = session.scalar(select(Connection))
         assert connection is not None and connection.remote_calendar == remote
         assert RADICALE_PASSWORD not in connection.credentials
@@ -163,6 +168,7 @@ def test_connect_choose_the_calendar_sync_and_read_the_log(bridge: Bridge, anna:
     log = anna.get(f"/connections/{connection.id}/log").text
     assert "von Hand" in log and "erfolgreich" in log and "hierher: neu 1" in log
     assert 'http-equiv="refresh"' not in log  # nothing runs: the page stays still
+    assert anna.get(f"/connections/{connection.id}/log?before=²").status_code == 400
     assert [item.origin for item in mirrored(bridge)] == [f"connection:{connection.id}"]
 
 

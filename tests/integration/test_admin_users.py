@@ -27,6 +27,13 @@ def test_an_admin_changes_a_colleague_and_the_old_password_stops_working(bridge:
     new_password = "Herbst-2026-neu"
     with sign_in(bridge, "bea") as bea, sign_in(bridge, "anna") as anna:
         assert bea.get("/calendars").status_code == 200
+        address_only = post_form(anna, f"/users/{bea_id}", f"/users/{bea_id}",
+                                 {"email": "bea@example.net", "role": "member", "language": "de"})
+        assert address_only.status_code == 303
+        assert bea.get("/calendars").status_code == 200  # a new address alone signs no one out
+        short = post_form(anna, f"/users/{bea_id}", f"/users/{bea_id}",
+                          {"email": "bea@example.net", "role": "member", "language": "de", "password": "kurz"})
+        assert short.status_code == 400 and "mindestens 8 Zeichen" in short.text
         form = anna.get(f"/users/{bea_id}")
         assert form.status_code == 200 and PASSWORD not in form.text
         saved = post_form(anna, f"/users/{bea_id}", f"/users/{bea_id}", {
@@ -52,9 +59,10 @@ def test_an_admin_cannot_demote_themselves_nor_edit_a_service_user(bridge: Bridg
         refused = post_form(anna, f"/users/{anna_id}", f"/users/{anna_id}",
                             {"email": "anna@example.org", "role": "member", "language": "de"})
         assert refused.status_code == 400 and "Administratorrolle nicht selbst entziehen" in refused.text
-        short = post_form(anna, f"/users/{anna_id}", f"/users/{anna_id}",
-                          {"email": "anna@example.org", "role": "admin", "language": "de", "password": "kurz"})
-        assert short.status_code == 400 and "mindestens 8 Zeichen" in short.text
+        own = post_form(anna, f"/users/{anna_id}", f"/users/{anna_id}", {
+            "email": "anna@example.org", "role": "admin", "language": "de", "password": "without the current one"})
+        assert own.status_code == 400 and "unter „Mein Konto“" in own.text
+        assert f'href="/admin/users/{anna_id}"' not in anna.get("/users").text  # her own row leads to her account
         assert anna.get(f"/users/{engine_id}").status_code == 404
         assert anna.get("/users").status_code == 200  # still an admin
     with bridge.store.read() as session:

@@ -94,6 +94,9 @@ def test_a_connection_from_add_to_disconnect(salon: Bridge, admin: httpx.Client,
     assert connection["has_credentials"] and connection["options"]["anonymize_location"]
     assert connection["last_run"] is None and not connection["syncing"]
     assert RADICALE_PASSWORD not in added.text and "password" not in connection
+    twice = add(admin, salon, server, remote)  # the same remote calendar again: it would be mirrored twice
+    check(twice, "/connections", "post")
+    assert problem(twice, 409, "already-connected")["connection"] == connection["id"]
     with salon.store.read() as session:
         stored = session.scalar(select(Connection))
         assert stored is not None and stored.credentials and RADICALE_PASSWORD not in stored.credentials

@@ -24,7 +24,6 @@ from starlette.routing import Route
 from bridge import freebusy
 from bridge.store import bookings, calendars, connections
 from bridge.store.models import Calendar, Item, utcnow
-from bridge.sync.alerting import PROVIDER_NAMES
 from bridge.web.admin.calendar_pages import CalendarView, visible_calendar, visible_calendars
 from bridge.web.admin.context import AdminContext, Who, not_found
 from bridge.web.admin.strings import strings_for
@@ -35,6 +34,7 @@ CONTEXT = timedelta(days=1)
 """How far around the slot a busy instance is read to show where it starts and ends; beyond, it is
 shown as continuing."""
 
+FIRST_DAY, LAST_DAY = date(1, 1, 3), date(9999, 12, 29)  # the slot and the days around it fit a datetime
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _TIME = re.compile(r"[0-9]{2}:[0-9]{2}")
 
@@ -58,7 +58,7 @@ class Reason:
     kind: str  # booking | connection | client | another origin as stored
     booking: str = ""  # the booking's public id
     connection_id: int = 0
-    provider: str = ""
+    provider: str = ""  # its key: the page names it in the user's language
     remote_name: str = ""
 
 
@@ -124,7 +124,7 @@ def _slot(calendar_id: int, zone_name: str, entered: dict[str, str]) -> Slot | s
         day = date.fromisoformat(entered["date"]) if _DATE.fullmatch(entered["date"]) else None
     except ValueError:
         day = None
-    if day is None:
+    if day is None or not FIRST_DAY <= day <= LAST_DAY:
         return "busy_error_date"
     if not _TIME.fullmatch(entered["time"]) or int(entered["time"][:2]) > 23 or int(entered["time"][3:]) > 59:
         return "busy_error_time"
@@ -164,7 +164,7 @@ def _answer(ctx: AdminContext, who: Who, slot: Slot, time_format: str) -> Answer
             reasons.append(Reason(local(whole.start), local(whole.end), whole.start <= slot.start - CONTEXT,
                                   whole.end >= slot.end + CONTEXT, whole.busy,
                                   **_source(session, who, calendar, whole)))
-        name = calendars.get_props(calendar).get("D:displayname", "") or calendar.slug
+        name = calendars.display_name(calendar)
         return Answer(name, calendar.timezone, local(slot.start), local(slot.end), reasons)
 
 
@@ -177,7 +177,7 @@ def _source(session: Session, who: Who, calendar: Calendar, period: freebusy.Bus
         if connection is None:  # removed, its mirrored items kept
             return {"kind": "connection", "connection_id": connection_id}
         return {"kind": "connection", "connection_id": connection.id,
-                "provider": PROVIDER_NAMES.get(connection.provider, connection.provider),
+                "provider": connection.provider,
                 "remote_name": connection.remote_name}
     if origin == "booking":
         item = session.get(Item, period.item_id)

@@ -72,7 +72,7 @@ async def _list(ctx: AdminContext, request: Request, who: Who, *, status: int = 
 
 def _view(ctx: AdminContext, calendar: Calendar, owner: User) -> CalendarView:
     return CalendarView(calendar.id, owner.login, calendar.slug,
-                        calendars.get_props(calendar).get("D:displayname", "") or calendar.slug, calendar.timezone,
+                        calendars.display_name(calendar), calendar.timezone,
                         f"{ctx.settings.public_base_url}/dav/{owner.login}/{calendar.slug}/")
 
 

@@ -23,7 +23,7 @@ from bridge.adapters.base import AdapterError, AuthExpired, RemoteCalendar, Remo
 from bridge.store.models import Calendar
 from bridge.sync import authorize, connection_admin
 from bridge.sync.authorize import AuthorizationProblem
-from bridge.sync.connection_admin import ConnectionProblem
+from bridge.sync.connection_admin import AlreadyConnected, ConnectionProblem
 from bridge.web.admin import pending
 from bridge.web.admin.calendar_pages import visible_calendar
 from bridge.web.admin.context import AdminContext, Refused, Who, not_found, root
@@ -71,6 +71,9 @@ def routes(ctx: AdminContext) -> list[Route]:
             found = await run_in_threadpool(connection_admin.check_account, account)
         except ConnectionProblem as exc:
             return _form(ctx, request, who, calendar, provider, problem=exc, entered=form, status=422)
+        except ValueError:  # an address no client can parse (httpx, idna)
+            return _form(ctx, request, who, calendar, provider, problem=FormProblem("connect_err_url"), entered=form,
+                         status=422)
         return _picker(ctx, request, who, calendar, account, found)
 
     async def start_sign_in(request: Request) -> Response:
@@ -120,6 +123,8 @@ def routes(ctx: AdminContext) -> list[Route]:
         _, data = opened
         try:
             connection_id = await run_in_threadpool(_create, ctx, who, calendar_id, data, form.get("remote", ""))
+        except AlreadyConnected as exc:  # sent twice (a double click, the back button): the one made first
+            return RedirectResponse(f"{root(request)}/connections/{exc.connection_id}", status_code=303)
         except ConnectionProblem as exc:
             calendar = await run_in_threadpool(_calendar, ctx, who, calendar_id)
             return _form(ctx, request, who, calendar, str(data["provider"]), problem=exc, status=422)

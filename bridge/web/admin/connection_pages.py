@@ -132,7 +132,7 @@ def routes(ctx: AdminContext) -> list[Route]:
     async def log_page(request: Request) -> Response:
         who = await ctx.signed_in(request)
         before = request.query_params.get("before", "")
-        if before and not before.isdigit():
+        if before and not (before.isascii() and before.isdecimal() and len(before) <= 18):
             raise Refused(400)
         view, runs, older = await run_in_threadpool(_log, ctx, who, request.path_params["connection_id"],
                                                     int(before) if before else None)
@@ -180,7 +180,7 @@ def connection_view(session: Session, connection: Connection, calendar: Calendar
     options["bcc_provider"] = calendar.bcc_provider
     leased = connection.lease_expires_at is not None and connection.lease_expires_at > datetime.now(UTC)
     return ConnectionView(
-        connection.id, calendar.id, calendars.get_props(calendar).get("D:displayname", "") or calendar.slug,
+        connection.id, calendar.id, calendars.display_name(calendar),
         connection.provider, connection.remote_name or connection.remote_calendar, connection.direction,
         connection.enabled, connection.needs_attention, connection.provider in adapters.READ_ONLY, leased, options)
 

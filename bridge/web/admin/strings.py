@@ -176,6 +176,7 @@ STRINGS: dict[str, dict[str, Any]] = {
         "new_password_hint": "Mindestens 8 Zeichen. Andere Anmeldungen mit dem alten Passwort werden beendet.",
         "form_own_role": "Sie können sich die Administratorrolle nicht selbst entziehen.",
         "form_current_password": "Das bisherige Passwort ist falsch.",
+        "form_own_password": "Ihr eigenes Passwort ändern Sie unter „Mein Konto“.",
         "form_login": "Der Benutzername hat 1 bis 64 Zeichen: Kleinbuchstaben, Ziffern, „.“, „_“ oder „-“, am "
                       "Anfang ein Buchstabe oder eine Ziffer.",
         "form_email": "Bitte geben Sie eine gültige E-Mail-Adresse an.",
@@ -379,6 +380,7 @@ STRINGS: dict[str, dict[str, Any]] = {
         "new_password_hint": "At least 8 characters. Other sign-ins with the old password are ended.",
         "form_own_role": "You cannot take the administrator role away from yourself.",
         "form_current_password": "The current password is wrong.",
+        "form_own_password": "Change your own password under “My account”.",
         "form_login": "A user name has 1 to 64 characters: lower-case letters, digits, '.', '_' or '-', starting "
                       "with a letter or digit.",
         "form_email": "Please give a valid e-mail address.",

@@ -51,7 +51,7 @@ def routes(ctx: AdminContext) -> list[Route]:
         who, form = await ctx.posted(request)
         require_admin(who)
         user_id = request.path_params["user_id"]
-        error = await run_in_threadpool(_save, ctx, who, user_id, form, request.cookies.get(SESSION_COOKIE, ""))
+        error = await run_in_threadpool(_save, ctx, who, user_id, form)
         if error:
             user = await run_in_threadpool(_editable, ctx, who, user_id)
             return _edit_form(ctx, request, who, user, status=400, error=error)
@@ -170,9 +170,10 @@ def _new_password(form: dict[str, str]) -> tuple[str | None, str]:
     return hash_password(password), ""
 
 
-def _save(ctx: AdminContext, who: Who, user_id: int, form: dict[str, str], own_token: str) -> str:
+def _save(ctx: AdminContext, who: Who, user_id: int, form: dict[str, str]) -> str:
     """An admin changes a user of the tenant; the key of what is wrong, or "" once saved. An admin cannot take
-    their own admin role away (and so lock the tenant out)."""
+    their own admin role away (and so lock the tenant out), nor set their own password here without the current
+    one."""
     _editable(ctx, who, user_id)
     email, role, language = form.get("email", "").strip(), form.get("role", ""), form.get("language", "")
     if not users.EMAIL_PATTERN.match(email):
@@ -181,15 +182,18 @@ def _save(ctx: AdminContext, who: Who, user_id: int, form: dict[str, str], own_t
         return "form_choice"
     if user_id == who.user_id and role != "admin":
         return "form_own_role"
+    if user_id == who.user_id and form.get("password"):
+        return "form_own_password"  # 'Mein Konto', which asks for the current one
     password_hash, error = _new_password(form)
     if error:
         return error
     with ctx.store.write() as session:
         user = session.get(User, user_id)
         assert user is not None
+        demoted = user.role == "admin" and role != "admin"
         users.update_user(session, user, email=email, role=role, language=language, password_hash=password_hash)
-        if password_hash is not None or role != "admin":  # the old password, or the old rights, sign no one in
-            admin_sessions.end_other_sessions(session, user_id, own_token if user_id == who.user_id else "")
+        if password_hash is not None or demoted:  # the old password, or the old rights, sign no one in
+            admin_sessions.end_other_sessions(session, user_id)
     return ""
 
 

@@ -28,7 +28,7 @@ from bridge.secrets import Secrets
 from bridge.store import connections
 from bridge.store.models import Calendar, Connection, SyncRun, User
 from bridge.sync import authorize, connection_admin, mirror
-from bridge.sync.connection_admin import ConnectionProblem, RemoteCalendarNeeded, SyncInProgress
+from bridge.sync.connection_admin import AlreadyConnected, ConnectionProblem, RemoteCalendarNeeded, SyncInProgress
 from bridge.sync.engine import ConnectionDisabled, Engine
 from bridge.web.api.auth import caller, require_admin
 from bridge.web.api.context import Api, Keys, iso
@@ -263,10 +263,14 @@ def _add(api: Api, keys: Callable[[], Secrets], tenant_id: int, wish: _NewConnec
          checked: connection_admin.Checked) -> dict[str, Any]:
     with api.store.write() as session:
         calendar, _ = api.calendar(session, tenant_id, wish.calendar_id)
-        connection = connection_admin.create(session, calendar, wish.account.provider, checked,
-                                             server_url=wish.account.server_url,
-                                             credentials=wish.account.credentials, direction=wish.direction,
-                                             options=wish.options, secrets=keys())
+        try:
+            connection = connection_admin.create(session, calendar, wish.account.provider, checked,
+                                                 server_url=wish.account.server_url,
+                                                 credentials=wish.account.credentials, direction=wish.direction,
+                                                 options=wish.options, secrets=keys())
+        except AlreadyConnected as exc:
+            raise Problem(409, "already-connected", "Already connected", str(exc),
+                          connection=exc.connection_id) from exc
         return _json_of(session, connection)
 
 

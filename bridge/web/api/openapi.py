@@ -217,10 +217,11 @@ PATHS: dict[str, Any] = {
                 "responses": {"200": _json({"type": "object", "required": ["connections"], "properties": {
                     "connections": {"type": "array", "items": _ref("Connection")}}}, "Connections")}},
         "post": {"summary": "Connect a calendar to an external calendar (admin scope); the account is tested first",
-                 "description": "Nothing is stored when the account cannot be used: a 422 problem says why.",
+                 "description": "Nothing is stored when the account cannot be used: a 422 problem says why. "
+                                "A calendar already connected to the same remote calendar is a 409.",
                  "requestBody": _body(_ref("ConnectionRequest")),
                  "responses": {"201": _json(_ref("Connection"), "Connected"),
-                               **_problems(400, 403, 404, 413, 422)}}},
+                               **_problems(400, 403, 404, 409, 413, 422)}}},
     "/connections/{connection_id}": {
         "parameters": _CONNECTION_ID,
         "get": {"summary": "Read a connection", "responses": {"200": _json(_ref("Connection"), "The connection"),
