@@ -45,6 +45,9 @@ class Settings:
     sync_log_days: int = 90  # sync log rows older than this are removed
     provider_concurrency: int = 4  # runs of one provider at once per worker process (rate limits)
     provider_ca_file: str = ""  # extra CA bundle (PEM) trusted for providers, beside the public ones
+    # Whether the admin page and /api/v1 may connect accounts at loopback, private or link-local addresses (a
+    # CalDAV server in the practice's own network); off, a tenant cannot make the server reach into its network.
+    provider_private_networks: bool = False
     google_client_id: str = ""  # the OAuth client of Google connections (Google Cloud console)
     google_client_secret: str = field(default="", repr=False)
     microsoft_client_id: str = ""  # the app registration of Microsoft connections (Entra ID)
@@ -134,6 +137,12 @@ def _coerce(name: str, value: Any) -> Any:
             return float(value)
         if kind == "Path":
             return Path(str(value))
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).strip().lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+                return str(value).strip().lower() in ("true", "1", "yes", "on")
+            raise ValueError
         if isinstance(value, str | int | float):
             return str(value)
     except ValueError:

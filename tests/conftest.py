@@ -134,7 +134,9 @@ def _hash(password: str) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, max_body_bytes=1024 * 1024, auth_failure_delay_seconds=0)
+    # The external servers of the tests run on loopback: the operator's setting that lets tenants reach them.
+    return Settings(data_dir=tmp_path, max_body_bytes=1024 * 1024, auth_failure_delay_seconds=0,
+                    provider_private_networks=True)
 
 
 @pytest.fixture

@@ -12,9 +12,11 @@ its tenant's); nothing here commits.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
+import socket
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from secrets import token_hex
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -52,6 +55,14 @@ class AlreadyConnected(ConnectionProblem):
     def __init__(self, connection_id: int) -> None:
         super().__init__(f"the calendar is already connected to this remote calendar (connection {connection_id})")
         self.connection_id = connection_id
+
+
+class PrivateAddress(ConnectionProblem):
+    """The account's server is in a loopback, private or link-local network, which tenants may not reach."""
+
+    def __init__(self) -> None:
+        super().__init__("the address is in a loopback, private or link-local network; the operator may allow "
+                         "such addresses with the setting provider_private_networks")
 
 
 class RemoteCalendarNeeded(ConnectionProblem):
@@ -88,8 +99,33 @@ def describe(error: AdapterError) -> str:
     return f"the server could not be used: {error}"
 
 
-def check_account(account: adapters.Account) -> list[RemoteCalendar]:
-    """The account's calendars; :class:`ConnectionProblem` when the provider cannot be reached or used."""
+def refuse_private_address(url: str) -> None:
+    """:class:`PrivateAddress` when ``url``'s host is or resolves to an address that is not globally reachable
+    (loopback, private, link-local such as a cloud's metadata service, shared, reserved). Checked when a tenant
+    adds an account; a name that does not resolve is left to the account test, which says so."""
+    host = urlsplit(url).hostname if url else None
+    if not host:
+        return
+    try:  # a literal (with an IPv6 zone, which no resolver takes) or else the name's addresses
+        found = {str(ipaddress.ip_address(host.split("%", 1)[0]))}
+    except ValueError:
+        try:
+            found = {str(info[4][0]) for info in socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)}
+        except (socket.gaierror, UnicodeError):
+            return
+    for text in found:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+        mapped = getattr(address, "ipv4_mapped", None)
+        if not (mapped or address).is_global:
+            raise PrivateAddress
+
+
+def check_account(account: adapters.Account, *, private_networks: bool = True) -> list[RemoteCalendar]:
+    """The account's calendars; :class:`ConnectionProblem` when the provider cannot be reached or used.
+    ``private_networks`` False (a tenant's request, not the operator's command): :class:`PrivateAddress` for a
+    server in a loopback, private or link-local network, before any request is made."""
+    if not private_networks:
+        refuse_private_address(account.server_url or account.remote_calendar)
     try:
         with adapters.open_adapter(account) as adapter:
             return adapter.list_calendars()
@@ -97,11 +133,11 @@ def check_account(account: adapters.Account) -> list[RemoteCalendar]:
         raise ConnectionProblem(describe(exc)) from exc
 
 
-def check_new(account: adapters.Account, *, hint: str) -> Checked:
+def check_new(account: adapters.Account, *, hint: str, private_networks: bool = True) -> Checked:
     """Test a new connection's account and settle its remote calendar: the one given, else the
     account's only one (:class:`RemoteCalendarNeeded` names them when there are several or none;
     ``hint`` says how to choose: an option or a field name)."""
-    found = check_account(account)
+    found = check_account(account, private_networks=private_networks)
     remote = account.remote_calendar
     if not remote:
         if len(found) != 1:

@@ -6,6 +6,7 @@ offers no direction, copy or notice options."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Iterator
@@ -15,9 +16,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from bridge.settings import Settings
+from bridge.store.db import Store
 from bridge.store.models import Calendar, Connection, Item, SyncRun
 from bridge.sync import runlog
-from tests.conftest import Bridge
+from tests.conftest import Bridge, serve
 from tests.integration.admin_client import add_connection, csrf_of, post_form, sign_in
 from tests.servers import RADICALE_PASSWORD, RADICALE_USER, DavServer, ics_feed_server, radicale_server
 
@@ -334,3 +337,30 @@ def test_a_long_run_shows_its_progress_and_the_log_refreshes_itself(
     assert '<progress value="17" max="40">' in log
     assert '<meta http-equiv="refresh" content="2">' in log
     assert "Diese Seite aktualisiert sich" in log
+
+
+@pytest.fixture
+def closed_settings(settings: Settings) -> Settings:
+    """The default an installation starts with: tenants may not reach loopback or private networks."""
+    return dataclasses.replace(settings, provider_private_networks=False)
+
+
+def test_a_server_in_a_private_network_is_refused_unless_the_operator_allows_it(
+        store: Store, closed_settings: Settings, server: DavServer) -> None:
+    with serve(store, closed_settings) as url:
+        bridge = Bridge(url=url, store=store, settings=closed_settings)
+        bridge.add_user("Praxis", "anna", role="admin")
+        bridge.add_calendar("anna", "praxis")
+        calendar_id = bridge.calendar_id("anna", "praxis")
+        with sign_in(bridge, "anna") as anna:
+            answer = connect(anna, calendar_id, "caldav", {"url": server.url, "username": RADICALE_USER,
+                                                          "password": RADICALE_PASSWORD})
+            assert answer.status_code == 422 and "lokalen oder privaten Netz" in answer.text
+            answer = connect(anna, calendar_id, "ics", {"url": "http://169.254.169.254/latest/meta-data/"})
+            assert answer.status_code == 422 and "lokalen oder privaten Netz" in answer.text
+        with bridge.api(bridge.add_token("Praxis", scope="admin")) as api:
+            refused = api.post("/connections", json={"calendar": calendar_id, "provider": "caldav", "url": server.url,
+                                                     "username": RADICALE_USER, "password": RADICALE_PASSWORD})
+            assert refused.status_code == 422 and "provider_private_networks" in refused.json()["detail"]
+    with store.read() as session:
+        assert session.scalar(select(Connection)) is None

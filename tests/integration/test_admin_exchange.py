@@ -29,7 +29,7 @@ def running() -> Iterator[RunningEws]:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path, max_body_bytes=1024 * 1024, auth_failure_delay_seconds=0,
-                    provider_ca_file=tls.ca_file())
+                    provider_ca_file=tls.ca_file(), provider_private_networks=True)
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ def test_config_file_named_by_environment(tmp_path: Path) -> None:
         ({"BRIDGE_DEFAULT_TIMEZONE": "Mars/Olympus"}, "IANA"),
         ({"BRIDGE_NO_SUCH_THING": "1"}, "unknown environment variable"),
         ({"BRIDGE_MAX_BODY_BYTES": "10"}, "max_body_bytes"),
+        ({"BRIDGE_PROVIDER_PRIVATE_NETWORKS": "maybe"}, "provider_private_networks"),
     ],
 )
 def test_bad_values_are_refused_with_the_setting_named(environ: dict[str, str], message: str) -> None:
@@ -53,3 +54,11 @@ def test_unknown_key_and_broken_toml_are_refused(tmp_path: Path) -> None:
         load_settings(config, environ={})
     with pytest.raises(SettingsError, match="does not exist"):
         load_settings(tmp_path / "missing.toml", environ={})
+
+
+def test_a_yes_or_no_setting_reads_toml_booleans_and_words(tmp_path: Path) -> None:
+    assert load_settings(environ={}).provider_private_networks is False  # tenants reach no private network
+    config = tmp_path / "bridge.toml"
+    config.write_text("provider_private_networks = true\n")
+    assert load_settings(config, environ={}).provider_private_networks is True
+    assert load_settings(config, environ={"BRIDGE_PROVIDER_PRIVATE_NETWORKS": "off"}).provider_private_networks is False

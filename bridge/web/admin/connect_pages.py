@@ -11,6 +11,7 @@ the calendar and fifteen minutes, and so do the tested credentials between the l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -23,7 +24,7 @@ from bridge.adapters.base import AdapterError, AuthExpired, RemoteCalendar, Remo
 from bridge.store.models import Calendar
 from bridge.sync import authorize, connection_admin
 from bridge.sync.authorize import AuthorizationProblem
-from bridge.sync.connection_admin import AlreadyConnected, ConnectionProblem
+from bridge.sync.connection_admin import AlreadyConnected, ConnectionProblem, PrivateAddress
 from bridge.web.admin import pending
 from bridge.web.admin.calendar_pages import visible_calendar
 from bridge.web.admin.context import AdminContext, Refused, Who, not_found, root
@@ -68,7 +69,8 @@ def routes(ctx: AdminContext) -> list[Route]:
             raise Refused(400)
         try:
             account = _account(ctx, provider, form)
-            found = await run_in_threadpool(connection_admin.check_account, account)
+            found = await run_in_threadpool(partial(connection_admin.check_account, account,
+                                                    private_networks=ctx.settings.provider_private_networks))
         except ConnectionProblem as exc:
             return _form(ctx, request, who, calendar, provider, problem=exc, entered=form, status=422)
         except ValueError:  # an address no client can parse (httpx, idna)
@@ -195,6 +197,8 @@ def problem_key(problem: Exception) -> str:
         return problem.key
     if isinstance(problem, AuthorizationProblem):
         return "connect_err_not_configured"
+    if isinstance(problem, PrivateAddress):
+        return "connect_err_private"
     cause = problem if isinstance(problem, AdapterError) else problem.__cause__
     if isinstance(cause, AuthExpired):
         return "connect_err_signin" if "sign-in" in str(problem) else "connect_err_credentials"

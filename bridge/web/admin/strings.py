@@ -87,6 +87,8 @@ STRINGS: dict[str, dict[str, Any]] = {
         "connect_err_login": "Bitte geben Sie Benutzername und Passwort an.",
         "connect_err_mailbox": "Bitte geben Sie die E-Mail-Adresse des Postfachs und das Anmeldeverfahren an.",
         "connect_err_remote": "Bitte wählen Sie einen der angebotenen Kalender.",
+        "connect_err_private": "Diese Adresse liegt in einem lokalen oder privaten Netz. Solche Server können nur "
+                               "verbunden werden, wenn die Betreiber es erlauben (provider_private_networks).",
         "pick_title": "Kalender auswählen", "pick_intro": "Die Verbindung funktioniert. Welchen Kalender dieses "
                                                         "Kontos möchten Sie synchronisieren?",
         "read_only_remote": "nur lesen", "no_remote_calendars": "Das Konto hat keinen Kalender.",
@@ -294,6 +296,8 @@ STRINGS: dict[str, dict[str, Any]] = {
         "connect_err_login": "Please give the user name and the password.",
         "connect_err_mailbox": "Please give the mailbox's e-mail address and the sign-in method.",
         "connect_err_remote": "Please choose one of the calendars offered.",
+        "connect_err_private": "This address is in a local or private network. Such servers can only be connected "
+                               "when the operators allow it (provider_private_networks).",
         "pick_title": "Choose the calendar", "pick_intro": "The connection works. Which calendar of this account "
                                                           "should be synchronised?",
         "read_only_remote": "read-only", "no_remote_calendars": "The account has no calendar.",

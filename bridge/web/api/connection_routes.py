@@ -55,7 +55,7 @@ def routes(api: Api) -> list[Route]:
         require_admin(who)
         wish = _new_connection(await json_body(request, api.body_limit), api.settings.provider_ca_file or None)
         await run_in_threadpool(_calendar_or_404, api, who.tenant_id, wish.calendar_id)  # before any request out
-        checked = await run_in_threadpool(_check, wish.account)
+        checked = await run_in_threadpool(_check, wish.account, api.settings.provider_private_networks)
         body = await run_in_threadpool(_add, api, keys.get, who.tenant_id, wish, checked)
         return JSONResponse(body, status_code=201, headers={"Location": f"/api/v1/connections/{body['id']}"})
 
@@ -247,9 +247,9 @@ def _calendar_or_404(api: Api, tenant_id: int, calendar_id: int) -> None:
         api.calendar(session, tenant_id, calendar_id)
 
 
-def _check(account: connection_admin.Account) -> connection_admin.Checked:
+def _check(account: connection_admin.Account, private_networks: bool) -> connection_admin.Checked:
     try:
-        return connection_admin.check_new(account, hint="'remote_calendar'")
+        return connection_admin.check_new(account, hint="'remote_calendar'", private_networks=private_networks)
     except RemoteCalendarNeeded as exc:
         raise Problem(422, "remote-calendar-needed", "Choose the remote calendar",
                       f"the account has {len(exc.found)} calendars: give one of them as 'remote_calendar'",
