@@ -10,7 +10,9 @@ created on first use; scale-out installations must give the same keys to every p
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -58,10 +60,18 @@ def new_key() -> str:
 
 
 def _key_file(data_dir: Path) -> str:
+    """The embedded default's key, made on first use. Processes starting together (a server and workers) must
+    all end up with the same key: each writes a candidate to a file of its own and links it into place, which
+    only the first succeeds at; the file appears whole, so no one reads it half-written."""
     path = data_dir / "secret.key"
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(new_key() + "\n")
+        descriptor, candidate = tempfile.mkstemp(dir=data_dir, prefix=".secret.key.")  # mode 600
+        try:
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(new_key() + "\n")
+            with contextlib.suppress(FileExistsError):  # another process was first: its key is the one
+                os.link(candidate, path)
+        finally:
+            os.unlink(candidate)
     return path.read_text().strip()

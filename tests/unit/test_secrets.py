@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,21 @@ def test_without_configured_keys_one_is_kept_in_the_data_dir_readable_only_by_it
     key_file = tmp_path / "secret.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert Secrets.from_settings(Settings(data_dir=tmp_path)).decrypt(stored) == "x"
+
+
+def test_processes_starting_together_all_get_the_one_key(tmp_path: Path) -> None:
+    """A server and its workers started at once on a fresh data dir: each makes the key file if it is missing, and
+    all of them must end up with the same key (before, the slower one crashed with FileExistsError)."""
+    command = [sys.executable, "-c", "import sys; from pathlib import Path; from bridge.secrets import _key_file; "
+               "print(_key_file(Path(sys.argv[1])))", str(tmp_path)]
+    starting = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(6)]
+    results = [process.communicate(timeout=60) for process in starting]
+    assert [err for _, err in results] == [""] * 6
+    keys = {out.strip() for out, _ in results}
+    assert keys == {(tmp_path / "secret.key").read_text().strip()} and len(keys.pop()) == 44
+    assert [path.name for path in tmp_path.iterdir()] == ["secret.key"]  # no candidate left behind
+    assert stat.S_IMODE((tmp_path / "secret.key").stat().st_mode) == 0o600
 
 
 def test_rotation_moves_secrets_to_the_new_key() -> None:
