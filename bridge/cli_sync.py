@@ -235,18 +235,13 @@ def _toggle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _disconnect(args: argparse.Namespace, settings: Settings) -> int:
-    store = _store_of(settings)
-    with store.read() as session:
-        _connection(session, args.id)
-    with connection_admin.leased(store, args.id, connection_admin.runner_name("cli"), datetime.now(UTC)), \
-            store.write() as session:
-        connection = _connection(session, args.id)
-        departing = connection_admin.departing(session, connection, Secrets.from_settings(settings),
-                                               ca_file=settings.provider_ca_file or None)
-        mirrored = connection_admin.disconnect(session, connection, remove_mirrored=args.remove_mirrored)
+    removed = connection_admin.remove_connection(
+        _store_of(settings), args.id, connection_admin.runner_name("cli"),
+        lambda session: _connection(session, args.id), secrets=Secrets.from_settings(settings),
+        ca_file=settings.provider_ca_file or None, remove_mirrored=args.remove_mirrored)
     kept = "removed" if args.remove_mirrored else "kept as ordinary events"
-    print(f"connection {args.id} removed; {mirrored} mirrored events {kept}")
-    if departing is not None and not departing.stop():
+    print(f"connection {args.id} removed; {removed.mirrored} mirrored events {kept}")
+    if removed.departing is not None and not removed.departing.stop():
         print("its push channel could not be stopped at the provider; it expires by itself", file=sys.stderr)
     return 0
 

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -292,6 +292,32 @@ def departing(session: Session, connection: Connection, secrets: Secrets, *,
         return None
     return Departing(account_of(connection, secrets, ca_file=ca_file),
                      Channel(channel.channel_id, channel.resource_id, channel.expires_at))
+
+
+@dataclass(frozen=True)
+class Removed:
+    """What :func:`remove_connection` did: the connection's calendar, how many mirrored items it had, and its push
+    channel for the caller to stop (None: it had none)."""
+
+    calendar_id: int
+    mirrored: int
+    departing: Departing | None
+
+
+def remove_connection(store: Store, connection_id: int, runner: str, find: Callable[[Session], Connection], *,
+                      secrets: Secrets, ca_file: str | None, remove_mirrored: bool) -> Removed:
+    """:func:`disconnect` under the connection's lease, so that no run writes items for a connection that is going
+    away; :class:`SyncInProgress` while a run holds it. ``find`` looks the connection up in the caller's scope (the
+    CLI any, the API and the admin page their tenant's, raising their not-found), before the lease and in it. The
+    push channel is stopped by the caller once this has committed (best effort: one left running expires)."""
+    with store.read() as session:
+        find(session)
+    with leased(store, connection_id, runner, datetime.now(UTC)), store.write() as session:
+        connection = find(session)
+        calendar_id = connection.calendar_id
+        channel = departing(session, connection, secrets, ca_file=ca_file)
+        mirrored = disconnect(session, connection, remove_mirrored=remove_mirrored)
+    return Removed(calendar_id, mirrored, channel)
 
 
 def sync_now(store: Store, engine: Engine, connection_id: int, runner: str, now: datetime, *, reset: bool = False,

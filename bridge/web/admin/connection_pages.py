@@ -278,19 +278,13 @@ def _sync(ctx: AdminContext, who: Who, connection_id: int, reset: bool, confirm:
 
 def _disconnect(ctx: AdminContext, who: Who, connection_id: int, remove: bool) -> int | None:
     """Remove the connection under its lease; its calendar's id, or None while a run holds the lease."""
-    with ctx.store.read() as session:
-        _visible_connection(session, who, connection_id)
-    runner = connection_admin.runner_name("admin")
     try:
-        with connection_admin.leased(ctx.store, connection_id, runner, datetime.now(UTC)), \
-                ctx.store.write() as session:
-            connection, calendar, _ = _visible_connection(session, who, connection_id)
-            departing = connection_admin.departing(session, connection, ctx.keys.get(),
-                                                   ca_file=ctx.settings.provider_ca_file or None)
-            connection_admin.disconnect(session, connection, remove_mirrored=remove)
-            calendar_id = calendar.id
+        removed = connection_admin.remove_connection(
+            ctx.store, connection_id, connection_admin.runner_name("admin"),
+            lambda session: _visible_connection(session, who, connection_id)[0], secrets=ctx.keys.get(),
+            ca_file=ctx.settings.provider_ca_file or None, remove_mirrored=remove)
     except SyncInProgress:
         return None
-    if departing is not None:
-        departing.stop()  # best effort: a channel left running expires, and its notices match nothing
-    return calendar_id
+    if removed.departing is not None:
+        removed.departing.stop()
+    return removed.calendar_id

@@ -325,22 +325,16 @@ def _sync(api: Api, keys: Callable[[], Secrets], tenant_id: int, connection_id: 
 
 
 def _disconnect(api: Api, tenant_id: int, connection_id: int, remove: bool) -> dict[str, Any]:
-    """Under the lease, so that no run writes items for a connection that is going away."""
-    with api.store.read() as session:
-        _connection(session, tenant_id, connection_id)
-    runner = connection_admin.runner_name("api")
     try:
-        with connection_admin.leased(api.store, connection_id, runner, datetime.now(UTC)), \
-                api.store.write() as session:
-            connection = _connection(session, tenant_id, connection_id)
-            departing = connection_admin.departing(session, connection, Secrets.from_settings(api.settings),
-                                                   ca_file=api.settings.provider_ca_file or None)
-            mirrored = connection_admin.disconnect(session, connection, remove_mirrored=remove)
+        removed = connection_admin.remove_connection(
+            api.store, connection_id, connection_admin.runner_name("api"),
+            lambda session: _connection(session, tenant_id, connection_id), secrets=Secrets.from_settings(api.settings),
+            ca_file=api.settings.provider_ca_file or None, remove_mirrored=remove)
     except SyncInProgress as exc:
         raise _in_progress(api, tenant_id, connection_id) from exc
-    if departing is not None:
-        departing.stop()  # best effort: a channel left running expires, and its notices match nothing
-    return {"id": connection_id, "mirrored_items": mirrored, "mirrored_removed": remove}
+    if removed.departing is not None:
+        removed.departing.stop()
+    return {"id": connection_id, "mirrored_items": removed.mirrored, "mirrored_removed": remove}
 
 
 def _runs(api: Api, tenant_id: int, connection_id: int, limit: int, before: int | None) -> dict[str, Any]:
