@@ -51,12 +51,7 @@ def create_user(
             "a login has 1 to 64 characters: lower-case letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
-    if not EMAIL_PATTERN.match(email):
-        raise ValueError(f"{email!r} is not an e-mail address")
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    if language not in LANGUAGES:
-        raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
+    _check_fields(email, role, language)
     if session.scalar(select(User.id).where(User.login == login)) is not None:
         raise AlreadyExists("user", login)
     user = User(
@@ -67,15 +62,20 @@ def create_user(
     return user
 
 
-def update_user(session: Session, user: User, *, email: str | None = None, role: str | None = None,
-                language: str | None = None, password_hash: str | None = None) -> None:
-    """Change what is given; ValueError (before any change) for a value the user cannot have."""
+def _check_fields(email: str | None, role: str | None, language: str | None) -> None:
+    """ValueError for an address, role or language a user cannot have (None: not being set)."""
     if email is not None and not EMAIL_PATTERN.match(email):
         raise ValueError(f"{email!r} is not an e-mail address")
     if role is not None and role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
     if language is not None and language not in LANGUAGES:
         raise ValueError(f"language must be one of {', '.join(LANGUAGES)}")
+
+
+def update_user(session: Session, user: User, *, email: str | None = None, role: str | None = None,
+                language: str | None = None, password_hash: str | None = None) -> None:
+    """Change what is given; ValueError (before any change) for a value the user cannot have."""
+    _check_fields(email, role, language)
     for name, value in (("email", email), ("role", role), ("language", language), ("password_hash", password_hash)):
         if value is not None:
             setattr(user, name, value)

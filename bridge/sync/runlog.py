@@ -73,9 +73,9 @@ class RunLog:
 
 def progress_recorder(store: Store, connection_id: int) -> Callable[[int, int], None]:
     """A progress callback (the engine's ``progress``) that keeps (done, total) on the connection's running row
-    (one at a time: its run holds the connection's lease),
-    at most once a second and only once a run has taken a second, so that the log page shows how far a long run
-    has come and a short one costs no write; the run's final counts replace it."""
+    (there is one at a time: the run holds the connection's lease), at most once a second and only once the run
+    has taken a second, so that the log page shows how far a long run has come and a short one costs no write;
+    the run's final counts replace it."""
     last = [time.monotonic()]
 
     def record(done: int, total: int) -> None:
