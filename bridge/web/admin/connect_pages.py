@@ -43,6 +43,10 @@ class FormProblem(ConnectionProblem):
         self.key = key
 
 
+class SignInFailed(ConnectionProblem):
+    """The provider's redirect did not bring a grant: consent refused, a forged state, a code not redeemed."""
+
+
 @dataclass(frozen=True)
 class Choice:
     """A calendar of the tested account, as the picker offers it."""
@@ -162,7 +166,7 @@ def _callback_url(ctx: AdminContext, request: Request) -> str:
 
 def _account(ctx: AdminContext, provider: str, form: dict[str, str]) -> adapters.Account:
     """The account the form describes; ConnectionProblem for what is missing."""
-    url, username, password = (form.get(name, "").strip() for name in ("url", "username", "password"))
+    url, username = form.get("url", "").strip(), form.get("username", "").strip()
     password = form.get("password", "")  # a password may begin or end with a space
     ca_file = ctx.settings.provider_ca_file or None
     if url and not url.startswith(("https://", "http://")) or provider in ("caldav", "ics") and not url:
@@ -186,7 +190,7 @@ def _signed_in(app: Any, provider: str, data: dict[str, Any], redirect_url: str)
     try:
         credentials = grant.complete(redirect_url)
     except AdapterError as exc:
-        raise ConnectionProblem(f"the sign-in did not complete: {exc}") from exc
+        raise SignInFailed(f"the sign-in did not complete: {exc}") from exc
     return adapters.Account(provider, app.api_url, "", credentials, ca_file=app.ca_file)
 
 
@@ -201,7 +205,7 @@ def problem_key(problem: Exception) -> str:
         return "connect_err_private"
     cause = problem if isinstance(problem, AdapterError) else problem.__cause__
     if isinstance(cause, AuthExpired):
-        return "connect_err_signin" if "sign-in" in str(problem) else "connect_err_credentials"
+        return "connect_err_signin" if isinstance(problem, SignInFailed) else "connect_err_credentials"
     if isinstance(cause, RemoteNotFound):
         return "connect_err_not_found"
     if isinstance(cause, Transient):

@@ -175,7 +175,7 @@ def _visible_connection(session: Session, who: Who, connection_id: int) -> tuple
     return connection, calendar, owner
 
 
-def connection_view(session: Session, connection: Connection, calendar: Calendar, owner: User) -> ConnectionView:
+def connection_view(connection: Connection, calendar: Calendar, owner: User) -> ConnectionView:
     options = mirror.option_values(connection, calendar, owner)
     options["bcc_provider"] = calendar.bcc_provider
     leased = connection.lease_expires_at is not None and connection.lease_expires_at > datetime.now(UTC)
@@ -187,7 +187,7 @@ def connection_view(session: Session, connection: Connection, calendar: Calendar
 
 def _view(ctx: AdminContext, who: Who, connection_id: int) -> ConnectionView:
     with ctx.store.read() as session:
-        return connection_view(session, *_visible_connection(session, who, connection_id))
+        return connection_view(*_visible_connection(session, who, connection_id))
 
 
 def _log(ctx: AdminContext, who: Who, connection_id: int,
@@ -199,7 +199,7 @@ def _log(ctx: AdminContext, who: Who, connection_id: int,
         older = page[PAGE_SIZE - 1].id if len(page) > PAGE_SIZE else None
         zone = ZoneInfo(calendar.timezone)
         runs = [_run_view(session, run, calendar, zone) for run in page[:PAGE_SIZE]]
-        return connection_view(session, connection, calendar, owner), runs, older
+        return connection_view(connection, calendar, owner), runs, older
 
 
 def _run_view(session: Session, run: SyncRun, calendar: Calendar, zone: ZoneInfo) -> RunView:
