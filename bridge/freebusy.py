@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from itertools import chain
 from typing import Any, NamedTuple
 
-import icalendar
 from sqlalchemy.orm import Session
 
 from bridge import expand, periods
+from bridge.ical.zones import parse_calendar
 from bridge.store import items
 from bridge.store.models import Calendar
 
@@ -89,7 +89,7 @@ def busy_stored(session: Session, calendars: Sequence[Calendar], start: datetime
         row = on_the_fly[item_id]
         zone = zoneinfo.ZoneInfo(by_id[row.calendar_id].timezone)
         try:
-            instances = expand.instances(icalendar.Calendar.from_ical(text), zone, start, end)
+            instances = expand.instances(parse_calendar(text), zone, start, end)
         except expand.TooManyInstances:
             # A series too dense to list (a minutely rule over a long window): a booking engine
             # must not see free time there, so the whole window counts as busy.

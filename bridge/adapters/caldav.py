@@ -62,6 +62,7 @@ from bridge.adapters.base import (
     retry_after_seconds,
 )
 from bridge.adapters.http import status_error, transport_error
+from bridge.ical.zones import parse_calendar
 
 log = logging.getLogger(__name__)
 
@@ -557,7 +558,7 @@ class CalDavAdapter:
     def _get(self, href: str) -> RemoteEvent:
         response = self._send("GET", urljoin(self._calendar, href), "read an event")
         try:
-            calendar = icalendar.Calendar.from_ical(response.content)
+            calendar = parse_calendar(response.content)
         except ValueError:
             raise Permanent("read an event: not valid iCalendar") from None
         url = urljoin(self._calendar, href)
@@ -610,7 +611,7 @@ def _timezone(response: _Response) -> str | None:
     if text is None:
         return None
     try:
-        zones = icalendar.Calendar.from_ical(text).walk("VTIMEZONE")
+        zones = parse_calendar(text).walk("VTIMEZONE")
     except ValueError:
         return None
     return str(zones[0]["TZID"]) if zones and "TZID" in zones[0] else None
@@ -622,7 +623,7 @@ def _calendar_data(response: _Response) -> icalendar.Calendar | None:
     if data is None or not data.text:
         return None
     try:
-        return icalendar.Calendar.from_ical(data.text)
+        return parse_calendar(data.text)
     except ValueError:
         log.warning("skipped a remote resource that is not valid iCalendar")
         return None

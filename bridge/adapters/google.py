@@ -86,6 +86,7 @@ from bridge.adapters.base import (
     retry_after_seconds,
 )
 from bridge.adapters.http import status_error, transport_error
+from bridge.ical.zones import parse_event
 
 log = logging.getLogger(__name__)
 
@@ -594,7 +595,7 @@ def to_icalendar(master: Mapping[str, Any], exceptions: Sequence[Mapping[str, An
     calendar.add("VERSION", "2.0")
     head = _vevent(master)
     for line in master.get("recurrence") or []:
-        parsed = icalendar.Event.from_ical(f"BEGIN:VEVENT\r\n{line}\r\nEND:VEVENT\r\n")
+        parsed = parse_event(f"BEGIN:VEVENT\r\n{line}\r\nEND:VEVENT\r\n")
         for name, value in parsed.items():
             if name in _RECURRENCE:
                 for single in value if isinstance(value, list) else [value]:

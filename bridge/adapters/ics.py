@@ -37,6 +37,7 @@ from bridge.adapters.base import (
     retry_after_seconds,
 )
 from bridge.adapters.http import status_error, transport_error
+from bridge.ical.zones import parse_calendar
 
 _DEFAULT_RETRY_AFTER = 60.0
 _SLACK = timedelta(days=1)  # dates and floating times have no zone yet: widen the window
@@ -157,7 +158,7 @@ def _decode(state: str) -> dict[str, str]:
 
 def _parse(body: bytes) -> icalendar.Calendar:
     try:
-        feed = icalendar.Calendar.from_ical(body)
+        feed = parse_calendar(body)
     except ValueError:
         raise Permanent("read the feed: not iCalendar") from None
     if not isinstance(feed, icalendar.Calendar):

@@ -35,6 +35,7 @@ from datetime import date, datetime
 
 from icalendar import Calendar, Event, Timezone, vDDDLists, vDDDTypes
 
+from bridge.ical.zones import copy_calendar
 from bridge.rules.allday import apply_allday
 from bridge.rules.location import apply_location
 from bridge.rules.markers import property_values
@@ -73,7 +74,7 @@ def apply_rules(event: Event, options: ConnectionOptions) -> Event | None:
 
 def ingest(calendar: Calendar, options: ConnectionOptions) -> Calendar | None:
     """The stored form of one item from a connection, or None if nothing of it may be stored."""
-    source = Calendar.from_ical(calendar.to_ical())
+    source = copy_calendar(calendar)
     orphans = orphan_tzids(source)
     events = [apply_timezone(c, options, orphans) for c in source.subcomponents if isinstance(c, Event)]
     kept: list[Event] = []

@@ -16,13 +16,13 @@ from datetime import datetime
 from typing import TYPE_CHECKING, overload
 from xml.etree import ElementTree as ET
 
-import icalendar
 from radicale import item as radicale_item
 from radicale import storage as radicale_storage
 from radicale.item import filter as radicale_filter
 from sqlalchemy.orm import Session
 
 from bridge import expand
+from bridge.ical.zones import parse_calendar
 from bridge.store import calendars, changes, items
 from bridge.store.errors import InvalidSyncToken, StoreError
 from bridge.store.index import describe, from_timestamp
@@ -128,11 +128,13 @@ class SqlCollection(radicale_storage.BaseCollection):
             if not simple:
                 yield self.to_radicale(row), False
             elif row.component != "VEVENT":
-                # Tasks and journals keep Radicale's span: for a single instance overlapping it is matching.
+                # Tasks and journals keep Radicale's span: for a single task overlapping it is matching.
+                # A journal's span is a superset (one without DTSTART spans everything but matches
+                # no time range, RFC 4791 9.9): Radicale's own filter decides journals.
                 item = self.to_radicale(row)
                 istart, iend = item.time_range
                 if istart < end and iend > start:
-                    yield item, not row.recurring
+                    yield item, not row.recurring and row.component != "VJOURNAL"
             elif not row.recurring:
                 if expand.overlaps(row.span_start, row.span_end, *window):
                     yield self.to_radicale(row), True
@@ -141,7 +143,7 @@ class SqlCollection(radicale_storage.BaseCollection):
                     yield self.to_radicale(row), True
             else:
                 try:
-                    found = expand.instances(icalendar.Calendar.from_ical(row.text), zone, *window, max_instances=1)
+                    found = expand.instances(parse_calendar(row.text), zone, *window, max_instances=1)
                 except expand.TooManyInstances:
                     found = [None]  # type: ignore[list-item]
                 except ValueError:  # stored before a rule tightened; let Radicale judge it

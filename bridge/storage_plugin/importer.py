@@ -11,6 +11,7 @@ import icalendar
 from radicale import config as radicale_config
 from radicale import item as radicale_item
 
+from bridge.ical.zones import parse_calendar
 from bridge.settings import Settings
 from bridge.storage_plugin.checks import InvalidICalendar, checked_components
 from bridge.storage_plugin.collection import SqlCollection
@@ -28,7 +29,7 @@ class NotImportable(ValueError):
 def split_by_uid(text: str) -> Iterator[str]:
     """One VCALENDAR text per UID, carrying the time zones its components name."""
     try:
-        calendar = icalendar.Calendar.from_ical(text)
+        calendar = parse_calendar(text)
     except ValueError as exc:
         raise NotImportable(f"not importable iCalendar: {exc}") from exc
     timezones = {str(tz.get("TZID")): tz for tz in calendar.subcomponents if tz.name == "VTIMEZONE"}

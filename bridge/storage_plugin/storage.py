@@ -16,13 +16,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import icalendar
 from radicale import config as radicale_config
 from radicale import item as radicale_item
 from radicale import storage as radicale_storage
 from radicale import types
 from sqlalchemy.orm import Session
 
+from bridge.ical.zones import parse_calendar
 from bridge.settings import Settings
 from bridge.storage_plugin.collection import SqlCollection
 from bridge.storage_plugin.paths import split
@@ -208,7 +208,7 @@ class SqlStorage(radicale_storage.BaseStorage):
         text = (props or {}).get("C:calendar-timezone")
         if text:
             try:
-                for component in icalendar.Calendar.from_ical(text).walk("VTIMEZONE"):
+                for component in parse_calendar(text).walk("VTIMEZONE"):
                     name = str(component.get("TZID", ""))
                     zoneinfo.ZoneInfo(name)
                     return name

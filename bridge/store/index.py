@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 import icalendar
 
 from bridge import expand
+from bridge.ical.zones import parse_calendar
 from bridge.store.models import EARLIEST, UNBOUNDED
 
 CALENDAR_COMPONENTS = ("VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY")
@@ -84,7 +85,7 @@ def describe(text: str, time_range: tuple[int, int], timezone: str, name: str = 
     """Facts about an object stored through Radicale: events from ``bridge.expand``, other
     objects from Radicale's ``time_range``. Raises ValueError where icalendar refuses the text."""
     if name == "VCALENDAR":
-        calendar = icalendar.Calendar.from_ical(text)
+        calendar = parse_calendar(text)
         if any(c.name == "VEVENT" for c in calendar.subcomponents):
             return facts_of(calendar, zoneinfo.ZoneInfo(timezone), now or datetime.now(UTC))
     return EventFacts(_describe_other(text, time_range, timezone, name), [], None)
@@ -97,7 +98,7 @@ def _describe_other(text: str, time_range: tuple[int, int], timezone: str, name:
         return ItemFacts(name, None, None, span_start, span_end, span_class(span_start, span_end),
                          False, None, None, None)
     zone = zoneinfo.ZoneInfo(timezone)
-    calendar = icalendar.Calendar.from_ical(text)
+    calendar = parse_calendar(text)
     components = [c for c in calendar.subcomponents if c.name in CALENDAR_COMPONENTS]
     if not components:
         return ItemFacts(calendar.subcomponents[0].name if calendar.subcomponents else "VCALENDAR",

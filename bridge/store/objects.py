@@ -17,6 +17,8 @@ from typing import Any
 
 import icalendar
 
+from bridge.ical.zones import parse_calendars
+
 OBJECT_COMPONENTS = ("VEVENT", "VTODO", "VJOURNAL")
 MAX_RRULE_OCCURRENCES = 10_000  # Radicale's default limit, so both paths refuse the same series
 _FIRST_COMPONENT = re.compile(r"^BEGIN:(?:VEVENT|VTODO|VJOURNAL)\r?$", re.MULTILINE | re.IGNORECASE)
@@ -36,7 +38,7 @@ class CalendarObject:
 def parse_object(text: str) -> CalendarObject | None:
     """The object in ``text``, or None where it is invalid or needs a repair."""
     try:
-        parsed = icalendar.Calendar.from_ical(text, multiple=True)
+        parsed = parse_calendars(text)
     except (ValueError, KeyError, IndexError, TypeError):
         return None
     if len(parsed) != 1 or parsed[0].name != "VCALENDAR" or parsed[0].errors:
@@ -99,7 +101,8 @@ def _series_within_limit(rule: icalendar.vRecur, start: date | datetime | None) 
         end = end.replace(tzinfo=start.tzinfo)
     seconds = (end - start).total_seconds() if isinstance(end, datetime) else (end - start).days * 86400
     interval = _SECONDS_PER.get(str(freq[0]).upper())
-    return interval is not None and seconds >= 0 and seconds / interval <= MAX_RRULE_OCCURRENCES
+    # An UNTIL before DTSTART is valid RFC 5545: the series is DTSTART alone (negative seconds).
+    return interval is not None and seconds / interval <= MAX_RRULE_OCCURRENCES
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from bridge import bookings, expand
 from bridge.adapters.base import Adapter, PreconditionFailed, RemoteEvent, RemoteNotFound
+from bridge.ical.zones import copy_calendar, parse_calendar
 from bridge.notify.mirrored import MirrorNotifier
 from bridge.notify.notices import queue_booking_mail
 from bridge.store import bookings as booking_rows
@@ -136,7 +137,7 @@ class Applier:
             if item is None:
                 return None
             zone = self._zone(rows.calendar)
-            form = push_form(icalendar.Calendar.from_ical(item.text), self.sync_zone)
+            form = push_form(parse_calendar(item.text), self.sync_zone)
             return form, content_hash(form, zone), item.etag, zone
 
     # -- inbound: mirrored events -----------------------------------------------------------------
@@ -234,7 +235,7 @@ class Applier:
         current = items.by_href(session, rows.calendar.id, href)
         if current is None:
             return
-        copy = icalendar.Calendar.from_ical(event.calendar.to_ical())
+        copy = copy_calendar(event.calendar)
         for component in copy.walk():
             if component.name in ("VEVENT", "VTODO", "VJOURNAL"):
                 component.pop("UID", None)

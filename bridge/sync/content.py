@@ -25,6 +25,7 @@ from typing import Any
 import icalendar
 
 from bridge import expand
+from bridge.ical.zones import copy_calendar
 from bridge.rules import timezones
 
 TEXTS = ("SUMMARY", "LOCATION", "DESCRIPTION", "STATUS", "TRANSP", "CLASS")
@@ -42,7 +43,7 @@ def content_hash(calendar: icalendar.Calendar, zone: tzinfo = UTC) -> str:
 
 def push_form(calendar: icalendar.Calendar, sync_zone: str | None) -> icalendar.Calendar:
     """A copy of an owned item as it is written to the external calendar (module docstring)."""
-    result = icalendar.Calendar.from_ical(calendar.to_ical())
+    result = copy_calendar(calendar)
     if sync_zone is None:
         return result
     zone: tzinfo = UTC if sync_zone in UTC_NAMES else zoneinfo.ZoneInfo(sync_zone)

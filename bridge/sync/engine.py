@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-import icalendar
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -47,6 +46,7 @@ from bridge.adapters.base import (
     Watchable,
     Window,
 )
+from bridge.ical.zones import parse_calendar
 from bridge.notify.mirrored import MirrorNotifier, sender_for
 from bridge.secrets import SecretError, Secrets
 from bridge.settings import Settings
@@ -387,7 +387,7 @@ def _local_items(session: Session, job: _Job, mapped: dict[str, mappings.Mapping
 
 
 def _owned_hash(text: str, sync_zone: str | None, zone: zoneinfo.ZoneInfo) -> str:
-    return content_hash(push_form(icalendar.Calendar.from_ical(text), sync_zone), zone)
+    return content_hash(push_form(parse_calendar(text), sync_zone), zone)
 
 
 def _close_interrupted(session: Session, connection_id: int, now: datetime) -> None:

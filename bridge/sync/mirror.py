@@ -47,6 +47,7 @@ import icalendar
 from sqlalchemy.orm import Session
 
 from bridge import rules
+from bridge.ical.zones import parse_calendar
 from bridge.store import calendars, changes, connections, items, mappings, outbox
 from bridge.store.errors import NotFound
 from bridge.store.index import facts_of
@@ -224,7 +225,7 @@ def change_options(session: Session, connection: Connection, calendar: Calendar,
     rewritten = removed = 0
     if tightened:
         for item in items.of_origin(session, calendar.id, origin_of(connection)):
-            kept = rules.ingest(icalendar.Calendar.from_ical(item.text), after)
+            kept = rules.ingest(parse_calendar(item.text), after)
             if kept is None:
                 items.remove(session, calendar, item.href)
                 mappings.set_local_etag(session, connection.id, item.href, "")

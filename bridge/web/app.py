@@ -46,6 +46,13 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     async def well_known(request: Request) -> Response:
         return RedirectResponse("/dav/", status_code=301)
 
+    async def root(request: Request) -> Response:
+        """A browser at the bare host goes to the admin page; a CalDAV client given only the host
+        (Apple Calendar's PROPFIND /) to the DAV root, where it finds its principal."""
+        if request.method in ("GET", "HEAD"):
+            return RedirectResponse("/admin/", status_code=302)
+        return RedirectResponse("/dav/", status_code=301)
+
     async def healthz(request: Request) -> Response:
         try:
             await run_in_threadpool(store.ping)
@@ -63,6 +70,7 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
         store.dispose()
 
     routes = [
+        Route("/", root, methods=["GET", "HEAD", "PROPFIND", "OPTIONS", "REPORT"]),
         Route("/.well-known/caldav", well_known, methods=["GET", "HEAD", "PROPFIND", "OPTIONS"]),
         Route("/.well-known/carddav", well_known, methods=["GET", "HEAD", "PROPFIND", "OPTIONS"]),
         Route("/healthz", healthz),

@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from xml.etree import ElementTree as ET
 
 import defusedxml.ElementTree
-import icalendar
 from radicale import xmlutils
 
 from bridge import expand
+from bridge.ical.zones import parse_calendar
 from bridge.storage_plugin.auth import SqlAuth
 from bridge.storage_plugin.rights import SqlRights
 from bridge.store import calendars, items, users
@@ -61,7 +61,7 @@ class ExpandQuery:
         budget = MAX_INSTANCES
         for row in sorted(rows, key=lambda r: r.href):
             try:
-                resource = icalendar.Calendar.from_ical(row.text)
+                resource = parse_calendar(row.text)
                 if not expand.instances(resource, zone, start, end, max_instances=budget):
                     continue
                 expanded = expand.expanded_components(resource, zone, expand_start, expand_end,

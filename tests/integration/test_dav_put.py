@@ -119,3 +119,31 @@ def test_tasks_are_left_to_radicale_and_stored(bridge: Bridge) -> None:
     with bridge.client("nora") as dav:
         assert dav.put(CAL + "todo.ics", content=todo).status_code == 201
         assert "SUMMARY:Order dye" in dav.get(CAL + "todo.ics").text
+
+
+def _busy(bridge: Bridge, start: str, end: str) -> list[tuple[str, str]]:
+    with bridge.api(bridge.add_token("Salon")) as api:
+        answer = api.post("/freebusy", json={"calendars": [bridge.calendar_id("nora", "cal")],
+                                             "start": start, "end": end})
+    assert answer.status_code == 200, answer.text
+    return [(b["start"], b["end"]) for b in answer.json()["calendars"][0]["busy"]]
+
+
+def test_an_until_before_dtstart_is_accepted_and_is_dtstart_alone(bridge: Bridge) -> None:
+    """RFC 5545 allows it (Outlook writes it for a series cut before it began): one instance, not a refusal."""
+    _nora(bridge)
+    body = ZONED + "RRULE:FREQ=DAILY;UNTIL=20261201T000000Z\r\n"
+    with bridge.client("nora") as dav:
+        assert dav.put(CAL + "cut.ics", content=_object("cut-1", body)).status_code == 201
+    assert _busy(bridge, "2026-11-01T00:00:00Z", "2026-12-31T00:00:00Z") == [
+        ("2026-12-07T08:00:00Z", "2026-12-07T09:00:00Z")]
+
+
+def test_several_rrules_in_one_event_are_the_union_of_their_instances(bridge: Bridge) -> None:
+    _nora(bridge)
+    body = ZONED + "RRULE:FREQ=WEEKLY;COUNT=2\r\nRRULE:FREQ=DAILY;COUNT=2;BYHOUR=15\r\n"
+    with bridge.client("nora") as dav:
+        assert dav.put(CAL + "cut.ics", content=_object("cut-1", body)).status_code == 201
+    assert _busy(bridge, "2026-12-01T00:00:00Z", "2026-12-31T00:00:00Z") == [
+        ("2026-12-07T08:00:00Z", "2026-12-07T09:00:00Z"), ("2026-12-07T14:00:00Z", "2026-12-07T15:00:00Z"),
+        ("2026-12-14T08:00:00Z", "2026-12-14T09:00:00Z")]

@@ -13,6 +13,7 @@ from dateutil import rrule as du  # type: ignore[import-untyped, unused-ignore]
 
 from bridge import expand
 from bridge.expand import BusyType, ExpansionError, Instance, TooManyInstances
+from bridge.ical.zones import parse_calendar
 from bridge.store.models import EARLIEST, UNBOUNDED
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -33,13 +34,13 @@ def cal(*events: str, extra: str = "") -> icalendar.Calendar:
         + "END:VEVENT\r\n"
         for event in events
     )
-    return icalendar.Calendar.from_ical(
+    return parse_calendar(
         "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//calbridge//tests//EN\r\n" + extra + body + "END:VCALENDAR\r\n"
     )
 
 
 def fixture(name: str) -> icalendar.Calendar:
-    return icalendar.Calendar.from_ical((FIXTURES / name).read_text())
+    return parse_calendar((FIXTURES / name).read_text())
 
 
 def times(found: list[Instance]) -> list[tuple[datetime, datetime]]:
@@ -501,7 +502,7 @@ def test_garbage_raises_expansion_error(body: str) -> None:
 
 def test_resource_without_vevent_raises() -> None:
     with pytest.raises(ExpansionError):
-        expand.span(icalendar.Calendar.from_ical("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n"), BERLIN)
+        expand.span(parse_calendar("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nEND:VCALENDAR\r\n"), BERLIN)
 
 
 @pytest.mark.parametrize("rule", ["FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30", "FREQ=HOURLY;BYMONTH=4;BYMONTHDAY=31",

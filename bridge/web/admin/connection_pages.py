@@ -17,7 +17,6 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import icalendar
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -25,6 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from bridge import adapters
+from bridge.ical.zones import parse_calendar
 from bridge.store import calendars, connections, items
 from bridge.store.models import Calendar, Connection, SyncRun, User
 from bridge.sync import connection_admin, mirror
@@ -221,7 +221,7 @@ def _held_view(session: Session, calendar: Calendar, href: str, zone: ZoneInfo) 
         return HeldView("", "", False)
     title = ""
     try:
-        event = next(iter(icalendar.Calendar.from_ical(item.text).walk("VEVENT")), None)
+        event = next(iter(parse_calendar(item.text).walk("VEVENT")), None)
         title = str(event.get("SUMMARY", "")) if event is not None else ""
     except ValueError:
         pass

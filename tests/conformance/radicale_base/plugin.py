@@ -221,7 +221,7 @@ def _calbridge_storage(configuration: Any) -> Any:
     mounted, raw = _storage_classes()
     folder = configuration.get("storage", "filesystem_folder")
     cls = mounted if _state["mode"] == "mount" else raw
-    return cls(_store_for(folder), Settings(), configuration)
+    return cls(_store_for(folder), Settings(default_timezone="UTC"), configuration)
 
 
 def _patch_storage_load() -> None:

@@ -1,0 +1,259 @@
+"""Time zones per resource: each item's times come from its own definitions, never another's.
+
+icalendar keeps one process-wide table of the VTIMEZONEs it has parsed, keyed by TZID, and the
+first definition of a name wins for every later resource: one tenant's "Customized Time Zone"
+at +14:00 would shift another tenant's 09:00 of the same name by 13 hours, and a new TZID on
+every PUT would grow that table forever. This module switches that table off (at import, once
+per process) and binds every date-time of a parsed resource to a zone chosen by these rules:
+
+1. an IANA name (``Europe/Berlin``) is zoneinfo's zone, whatever the resource's VTIMEZONE says
+   (zoneinfo is current; clients' VTIMEZONEs are often cut to a few years);
+2. a Windows or CLDR name (``W. Europe Standard Time``, as Outlook and Exchange write them) is
+   the IANA zone that CLDR maps it to, whatever the resource's VTIMEZONE says: such a name means
+   one zone everywhere, and the sync rules rewrite these names to that IANA zone at ingest;
+3. any other name is the resource's own VTIMEZONE of that TZID;
+4. a name none of these explains but which ends in an IANA name (``/mozilla.org/.../Europe/Berlin``)
+   is that IANA zone; otherwise the value stays floating (no zone), as if it had no TZID.
+
+Radicale reads items with vobject for the filters it answers itself, and vobject has the same
+first-wins table (``vobject.icalendar.registerTzid``). Here that table is made per thread and
+emptied at the start of every parse, so a resource read by vobject sees only its own VTIMEZONEs
+and the IANA zones vobject finds by name.
+
+A DATE value that carries a TZID (``DTSTART;TZID=Europe/Paris:20130903``, which RFC 5545, 3.2.19,
+forbids but Thunderbird has written) stays a DATE, as vobject and icalendar 6 read it; icalendar 7
+would make it midnight in that zone and move the day by the zone's offset.
+
+Name lookups (1, 2, 4) are cached in a bounded table; zones built from a VTIMEZONE are cached by
+the definition's text, also bounded, so equal definitions share one zone and different ones never
+do. Everything that reads iCalendar text parses it with :func:`parse_calendar` (or its siblings).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import zoneinfo
+from collections.abc import Iterable, Iterator
+from datetime import datetime, tzinfo
+from typing import Any
+
+import icalendar
+import vobject
+import vobject.base
+import vobject.icalendar
+from icalendar.timezone import tzp
+from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+
+TIME_PROPERTIES = ("DTSTART", "DTEND", "DUE", "RECURRENCE-ID", "RDATE", "EXDATE")
+"""The properties whose date-times a TZID parameter qualifies."""
+
+NAME_CACHE_SIZE = 1024
+DEFINITION_CACHE_SIZE = 256
+
+
+@functools.lru_cache(maxsize=NAME_CACHE_SIZE)
+def named_zone(tzid: str) -> tzinfo | None:
+    """The zone a TZID names by itself (rules 1, 2 and 4), or None if only a definition can say."""
+    name = tzid.strip()
+    zone = _iana(name.strip("/"))
+    if zone is not None:
+        return zone
+    windows = WINDOWS_TO_OLSON.get(name)
+    if windows is not None:
+        return _iana(windows)
+    return None
+
+
+def guessed_zone(tzid: str) -> tzinfo | None:
+    """Rule 4: an IANA name at the end of a "globally unique" TZID (RFC 5545, 3.2.19)."""
+    parts = [part for part in tzid.strip().split("/") if part]
+    for size in (3, 2, 1):
+        if len(parts) > size:
+            zone = named_zone("/".join(parts[-size:]))
+            if zone is not None:
+                return zone
+    return None
+
+
+def _iana(name: str) -> tzinfo | None:
+    if not name or len(name) > 255:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+@functools.lru_cache(maxsize=DEFINITION_CACHE_SIZE)
+def _defined_zone(definition: bytes) -> tzinfo | None:
+    """A zone built from one VTIMEZONE's text; None when the definition cannot be read."""
+    try:
+        component = icalendar.Timezone.from_ical(definition)
+        return tzp.create_timezone(component)  # type: ignore[arg-type]
+    except Exception:  # a broken VTIMEZONE leaves its times floating, it does not fail the resource
+        return None
+
+
+def definitions(calendar: icalendar.Component) -> dict[str, icalendar.Component]:
+    """The resource's own VTIMEZONEs by TZID (the first of a name, as RFC 5545 allows one)."""
+    found: dict[str, icalendar.Component] = {}
+    for component in calendar.subcomponents:
+        if component.name == "VTIMEZONE" and "TZID" in component:
+            found.setdefault(str(component["TZID"]), component)
+    return found
+
+
+def zone_for(tzid: str, own: dict[str, icalendar.Component]) -> tzinfo | None:
+    """The zone of ``tzid`` in a resource whose VTIMEZONEs are ``own`` (rules 1 to 4)."""
+    zone = named_zone(tzid)
+    if zone is not None:
+        return zone
+    definition = own.get(tzid)
+    if definition is not None:
+        zone = _defined_zone(bytes(definition.to_ical()))
+        if zone is not None:
+            return zone
+    return guessed_zone(tzid)
+
+
+def bind(calendar: icalendar.Component) -> icalendar.Component:
+    """Give every date-time with a TZID in ``calendar`` the zone this resource means by it (in place)."""
+    own = definitions(calendar)
+    chosen: dict[str, tzinfo | None] = {}
+    for component in _timed_components(calendar):
+        for name in TIME_PROPERTIES:
+            for prop in _values(component.get(name)):
+                tzid = getattr(prop, "params", {}).get("TZID")
+                if not tzid:
+                    continue
+                tzid = str(tzid)
+                if tzid not in chosen:
+                    chosen[tzid] = zone_for(tzid, own)
+                _rebind(prop, chosen[tzid])
+    return calendar
+
+
+def parse_calendar(text: str | bytes) -> icalendar.Calendar:
+    """One VCALENDAR, its times bound per :func:`bind`. Raises ValueError as icalendar does."""
+    calendar = icalendar.Calendar.from_ical(text)
+    bind(calendar)
+    return calendar  # type: ignore[return-value]
+
+
+def parse_calendars(text: str | bytes) -> list[icalendar.Calendar]:
+    """Every VCALENDAR in ``text``, each bound to its own definitions."""
+    calendars = icalendar.Calendar.from_ical(text, multiple=True)
+    for calendar in calendars:
+        bind(calendar)
+    return list(calendars)  # type: ignore[arg-type]
+
+
+def parse_event(text: str | bytes) -> icalendar.Event:
+    """A lone VEVENT (no VTIMEZONE can come with it: names only)."""
+    event = icalendar.Event.from_ical(text)
+    wrapper = icalendar.Calendar()
+    wrapper.add_component(event)
+    bind(wrapper)
+    return event  # type: ignore[return-value]
+
+
+def copy_calendar(calendar: icalendar.Component) -> icalendar.Calendar:
+    """A deep copy through text (what the rules and the sync engine round-trip), bound again."""
+    return parse_calendar(calendar.to_ical())
+
+
+def _timed_components(calendar: icalendar.Component) -> Iterator[icalendar.Component]:
+    for component in calendar.walk():
+        if component.name not in ("VTIMEZONE", "STANDARD", "DAYLIGHT"):
+            yield component
+
+
+def _values(value: Any) -> Iterable[Any]:
+    if value is None:
+        return ()
+    return value if isinstance(value, list) else (value,)
+
+
+def _rezone(value: Any, zone: tzinfo | None) -> Any:
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=zone)
+    if isinstance(value, tuple) and len(value) == 2:
+        return (_rezone(value[0], zone), _rezone(value[1], zone))
+    return value
+
+
+def _rebind(prop: Any, zone: tzinfo | None) -> None:
+    if isinstance(prop, icalendar.vDDDLists):
+        for item in prop.dts:
+            item.dt = _rezone(item.dt, zone)
+    elif hasattr(prop, "dt"):
+        prop.dt = _rezone(prop.dt, zone)
+
+
+def _no_process_wide_definitions(timezone_component: Any) -> None:
+    """Replaces icalendar's ``cache_timezone_component``: a resource's VTIMEZONE is its own."""
+
+
+class _PerParseTable:
+    """vobject's TZID table, one per thread, emptied when that thread starts reading a resource."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _table(self) -> dict[str, Any]:
+        table: dict[str, Any] | None = getattr(self._local, "table", None)
+        if table is None:
+            table = self._local.table = {"UTC": vobject.icalendar.utc}
+        return table
+
+    def reset(self) -> None:
+        self._local.table = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._table().get(key, default)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._table()[key] = value
+
+
+_VOBJECT_TABLE = _PerParseTable()
+
+
+def _per_resource(read: Any) -> Any:
+    @functools.wraps(read)
+    def read_components(*args: Any, **kwargs: Any) -> Any:
+        _VOBJECT_TABLE.reset()
+        yield from read(*args, **kwargs)
+
+    read_components.__wrapped_by_calbridge__ = True  # type: ignore[attr-defined]
+    return read_components
+
+
+def _dates_stay_dates(read: Any) -> Any:
+    def from_ical(cls: Any, ical: Any, timezone: Any = None) -> Any:
+        if timezone and isinstance(ical, str) and len(ical) == 8:
+            return icalendar.vDate.from_ical(ical)
+        return read.__func__(cls, ical, timezone=timezone)
+
+    from_ical.__wrapped_by_calbridge__ = True  # type: ignore[attr-defined]
+    return classmethod(from_ical)
+
+
+def _install() -> None:
+    """Switch icalendar's and vobject's process-wide VTIMEZONE tables off (see module doc)."""
+    if not getattr(icalendar.vDDDTypes.from_ical, "__wrapped_by_calbridge__", False):
+        icalendar.vDDDTypes.from_ical = _dates_stay_dates(vars(icalendar.vDDDTypes)["from_ical"])  # type: ignore[method-assign]
+    tzp.cache_timezone_component = _no_process_wide_definitions  # type: ignore[method-assign]
+    tzp.timezone = _named_or_guessed  # type: ignore[method-assign]
+    vars(vobject.icalendar)["__tzidMap"] = _VOBJECT_TABLE
+    if not getattr(vobject.base.readComponents, "__wrapped_by_calbridge__", False):
+        vobject.base.readComponents = _per_resource(vobject.base.readComponents)
+        vobject.readComponents = vobject.base.readComponents
+
+
+def _named_or_guessed(tz_id: str) -> tzinfo | None:
+    return named_zone(tz_id) or guessed_zone(tz_id)
+
+
+_install()
