@@ -217,11 +217,13 @@ def delete_calendar(session: Session, calendar: Calendar) -> None:
     session.flush()
 
 
-def calendar_in_tenant(session: Session, tenant_id: int, calendar_id: int) -> tuple[Calendar, User] | None:
-    """A calendar with its owner, only if it belongs to the tenant (else None, as if absent)."""
-    row = session.execute(
-        select(Calendar, User).join(User, Calendar.owner_id == User.id)
-        .where(Calendar.id == calendar_id, Calendar.tenant_id == tenant_id, LIVE)).first()
+def calendar_in_tenant(session: Session, tenant_id: int, calendar_id: int, *,
+                       with_removed: bool = False) -> tuple[Calendar, User] | None:
+    """A calendar with its owner, only if it belongs to the tenant (else None, as if absent); a removed one
+    only ``with_removed`` (for the cancelled bookings it held)."""
+    query = (select(Calendar, User).join(User, Calendar.owner_id == User.id)
+             .where(Calendar.id == calendar_id, Calendar.tenant_id == tenant_id))
+    row = session.execute(query if with_removed else query.where(LIVE)).first()
     return (row[0], row[1]) if row is not None else None
 
 

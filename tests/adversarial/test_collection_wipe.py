@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from bridge.settings import Settings
+from bridge.store import users
 from tests.api_schema import check
 from tests.conftest import Bridge
 from tests.integration.admin_client import post_form, sign_in
@@ -231,6 +232,11 @@ def test_the_api_says_first_what_a_calendar_removal_ends_then_cancels_each_booki
     ended = [c for c in feed(engine) if c["booking"] is not None and c["deleted"]]
     assert sorted(c["booking"]["id"] for c in ended) == sorted([booking, second])
     assert all(c["booking"]["status"] == "cancelled" and c["calendar"] == calendar for c in ended)
+    for ended_booking in (booking, second):
+        answer = engine.get(f"/bookings/{ended_booking}")
+        check(answer, "/bookings/{booking_id}", "get")
+        assert (answer.json()["status"], answer.json()["event"]) == ("cancelled", None)
+    assert engine.delete(f"/bookings/{booking}").json()["status"] == "cancelled"  # cancelling again is harmless
     assert engine.get(f"/calendars/{calendar}").status_code == 404
     assert engine.get(f"/connections/{connection}").status_code == 404
     assert weber.request("PROPFIND", "/dav/weber/praxis/", headers={"Depth": "0"}).status_code == 404
@@ -269,6 +275,24 @@ def test_the_admin_page_shows_the_counts_before_it_removes(praxis: Bridge, weber
         assert admin.get(f"/calendars/{calendar}").status_code == 404
     assert [(c["booking"]["id"], c["booking"]["status"]) for c in feed(engine) if c["deleted"] and c["booking"]] == [
         (booking, "cancelled")]
+
+
+def test_the_admin_page_asks_before_removing_a_user_with_bookings(praxis: Bridge, weber: httpx.Client,
+                                                                  engine: httpx.Client) -> None:
+    booking = book(engine, praxis.calendar_id("weber", "praxis"), 70)
+    with praxis.store.read() as session:
+        found = users.user_by_login(session, "weber")
+        assert found is not None
+        weber_id = found.id
+    with sign_in(praxis, "chef") as admin:
+        asked = post_form(admin, "/users", f"/users/{weber_id}/delete")
+        assert asked.status_code == 200 and "Benutzer weber" in asked.text and "1 Buchungen" in asked.text
+        assert engine.get(f"/bookings/{booking}").json()["status"] == "confirmed"
+        assert post_form(admin, "/users", f"/users/{weber_id}/delete", {"confirmed": "yes"}).status_code == 303
+        assert "weber" not in admin.get("/users").text
+    assert engine.get(f"/bookings/{booking}").json()["status"] == "cancelled"
+    with praxis.client("weber") as gone:
+        assert gone.request("PROPFIND", "/dav/weber/", headers={"Depth": "0"}).status_code == 401
 
 
 def _iso(moment: datetime) -> str:
