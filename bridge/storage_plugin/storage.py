@@ -208,7 +208,7 @@ class SqlStorage(radicale_storage.BaseStorage):
 
     def _check_limit(self, session: Session, owner: User) -> None:
         """A client may make only ``mkcalendar_limit`` calendars per user (the /dav gate answers 403 first)."""
-        if calendars.client_made_count(session, owner.id) >= self._settings.mkcalendar_limit:
+        if calendars.client_made_count(session, owner.id, lock=True) >= self._settings.mkcalendar_limit:
             raise CalendarLimitReached(self._settings.mkcalendar_limit)
 
     def _timezone_of(self, props: Mapping[str, str] | None) -> str:

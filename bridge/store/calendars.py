@@ -9,6 +9,7 @@ import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -16,7 +17,8 @@ from sqlalchemy.orm import Session
 from bridge.store.errors import AlreadyExists
 from bridge.store.models import Booking, Calendar, Change, Connection, Item, User, utcnow
 
-CREATORS = ("provisioned", "client")  # the CLI, the API or the admin page; a CalDAV client's MKCALENDAR
+# Who made a calendar: the CLI, the API or the admin page ("provisioned"), or a CalDAV client's MKCALENDAR.
+Creator = Literal["provisioned", "client"]
 LIVE = Calendar.removed_at.is_(None)
 
 SLUG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}$")
@@ -40,13 +42,11 @@ def check_timezone(name: str) -> str:
 
 def create_calendar(
     session: Session, owner: User, slug: str, *, timezone: str, props: Mapping[str, str] | None = None,
-    bcc_provider: bool = False, creator: str = "provisioned",
+    bcc_provider: bool = False, creator: Creator = "provisioned",
 ) -> Calendar:
-    """A new calendar; ``creator`` is "client" only for a CalDAV client's MKCALENDAR (see :data:`CREATORS`)."""
+    """A new calendar; ``creator`` is "client" only for a CalDAV client's MKCALENDAR (it may delete those)."""
     check_slug(slug)
     check_timezone(timezone)
-    if creator not in CREATORS:
-        raise ValueError(f"creator must be one of {', '.join(CREATORS)}")
     if calendar_of(session, owner.id, slug) is not None:
         raise AlreadyExists("calendar", f"{owner.login}/{slug}")
     _make_way(session, owner.id, slug)
@@ -104,8 +104,11 @@ def owns_any(session: Session, owner_id: int) -> bool:
     return session.scalar(select(Calendar.id).where(Calendar.owner_id == owner_id).limit(1)) is not None
 
 
-def client_made_count(session: Session, owner_id: int) -> int:
-    """How many of the owner's calendars CalDAV clients made (the MKCALENDAR limit counts these)."""
+def client_made_count(session: Session, owner_id: int, *, lock: bool = False) -> int:
+    """How many of the owner's calendars CalDAV clients made (the MKCALENDAR limit counts these); ``lock``
+    holds the owner's row until the transaction ends, so two MKCALENDARs cannot both take the last place."""
+    if lock and session.get_bind().dialect.name != "sqlite":  # SQLite's write transactions are exclusive
+        session.execute(select(User.id).where(User.id == owner_id).with_for_update())
     return session.scalar(select(func.count()).select_from(Calendar).where(
         Calendar.owner_id == owner_id, Calendar.creator == "client", LIVE)) or 0
 
