@@ -19,7 +19,7 @@ from bridge.store import calendars, migrate, users
 from bridge.store.errors import NotFound
 
 EXIT_USAGE = 2
-Remove = Callable[[Any, bool], removal.Consequences]  # (session, confirmed) -> what was ended
+Remove = Callable[[Any, bool], removal.Removal]  # (session, confirmed) -> what was ended
 
 
 def add_parsers(calendar_sub: Any, user_sub: Any) -> None:
@@ -38,24 +38,26 @@ def add_parsers(calendar_sub: Any, user_sub: Any) -> None:
 
 
 def _calendar_remove(args: argparse.Namespace, settings: Settings) -> int:
-    def remove(session: Any, confirmed: bool) -> removal.Consequences:
+    def remove(session: Any, confirmed: bool) -> removal.Removal:
         owner = users.user_by_login(session, args.owner)
         calendar = calendars.calendar_of(session, owner.id, args.slug) if owner is not None else None
         if owner is None or calendar is None:
             raise NotFound("calendar", f"{args.owner}/{args.slug}")
         return removal.remove_calendar(session, calendar, owner, datetime.now(UTC), confirmed=confirmed,
-                                       changes_kept_days=settings.sync_token_max_age_days)
+                                       changes_kept_days=settings.sync_token_max_age_days,
+                                       keys=removal.ChannelKeys.from_settings(settings))
 
     return _confirmed_removal(settings, remove, args.yes, f"calendar {args.owner}/{args.slug}")
 
 
 def _user_remove(args: argparse.Namespace, settings: Settings) -> int:
-    def remove(session: Any, confirmed: bool) -> removal.Consequences:
+    def remove(session: Any, confirmed: bool) -> removal.Removal:
         user = users.user_by_login(session, args.login)
         if user is None:
             raise NotFound("user", args.login)
         return removal.remove_user(session, user, datetime.now(UTC), confirmed=confirmed,
-                                   changes_kept_days=settings.sync_token_max_age_days)
+                                   changes_kept_days=settings.sync_token_max_age_days,
+                                   keys=removal.ChannelKeys.from_settings(settings))
 
     return _confirmed_removal(settings, remove, args.yes, f"user {args.login}")
 
@@ -79,5 +81,7 @@ def _confirmed_removal(settings: Settings, remove: Remove, yes: bool, what: str)
                 done = remove(session, True)
     finally:
         store.dispose()
-    print(f"{what} removed: {done.bookings} booking(s) cancelled, {done.connections} connection(s) removed")
+    done.stop_push_channels()
+    ended = done.consequences
+    print(f"{what} removed: {ended.bookings} booking(s) cancelled, {ended.connections} connection(s) removed")
     return 0

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bridge import bookings, changefeed, removal
+from bridge.secrets import Secrets, new_key
 from bridge.store import calendars, connections, users
 from bridge.store.db import Store
 from bridge.store.models import Booking, Calendar, Connection, User
@@ -38,6 +39,9 @@ def _count(store: Store, model: type[object]) -> int:
         return session.scalar(select(func.count()).select_from(model)) or 0
 
 
+KEYS = removal.ChannelKeys(Secrets([new_key()]))
+
+
 def _remove_calendar(store: Store, calendar_id: int, now: datetime, *, confirmed: bool) -> removal.Consequences:
     with store.write() as session:
         calendar = session.get(Calendar, calendar_id)
@@ -45,7 +49,7 @@ def _remove_calendar(store: Store, calendar_id: int, now: datetime, *, confirmed
         owner = session.get(User, calendar.owner_id)
         assert owner is not None
         return removal.remove_calendar(session, calendar, owner, now, confirmed=confirmed,
-                                       changes_kept_days=KEPT_DAYS)
+                                       changes_kept_days=KEPT_DAYS, keys=KEYS).consequences
 
 
 def test_without_confirmation_nothing_changes(store: Store) -> None:
@@ -87,8 +91,8 @@ def test_a_removed_user_signs_in_nowhere_and_gives_the_login_up(store: Store) ->
     with store.write() as session:
         weber = users.user_by_login(session, "weber")
         assert weber is not None
-        done = removal.remove_user(session, weber, T0, confirmed=True, changes_kept_days=KEPT_DAYS)
-        assert done == removal.Consequences(calendars=1, bookings=1, connections=1)
+        done = removal.remove_user(session, weber, T0, confirmed=True, changes_kept_days=KEPT_DAYS, keys=KEYS)
+        assert done.consequences == removal.Consequences(calendars=1, bookings=1, connections=1)
     with store.write() as session:
         assert users.user_by_login(session, "weber") is None
         assert [u.login for u in users.users_of_tenant(session, tenant_id)] == []

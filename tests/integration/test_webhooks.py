@@ -226,7 +226,8 @@ def test_removing_a_calendar_posts_each_booking_it_cancelled(store: Store, recei
         calendar = session.get(Calendar, calendar_id)
         owner = users.user_by_login(session, "nora")
         assert calendar is not None and owner is not None
-        removal.remove_calendar(session, calendar, owner, T0, confirmed=True, changes_kept_days=30)
+        removal.remove_calendar(session, calendar, owner, T0, confirmed=True, changes_kept_days=30,
+                                keys=removal.ChannelKeys(secrets))
 
     assert webhooks.deliver_due(store, secrets, client, T0) == 1
     [posted] = receiver.deliveries

@@ -156,8 +156,10 @@ def _remove(ctx: AdminContext, who: Who, calendar_id: int, confirmed: bool) -> t
     with ctx.store.write() as session:
         calendar, owner = visible_calendar(session, who, calendar_id)
         try:
-            removal.remove_calendar(session, calendar, owner, datetime.now(UTC), confirmed=confirmed,
-                                    changes_kept_days=ctx.settings.sync_token_max_age_days)
+            done = removal.remove_calendar(session, calendar, owner, datetime.now(UTC), confirmed=confirmed,
+                                           changes_kept_days=ctx.settings.sync_token_max_age_days,
+                                           keys=removal.ChannelKeys.from_settings(ctx.settings))
         except removal.ConfirmationNeeded as exc:
             return f"{owner.login}/{calendar.slug}", exc.consequences
+    done.stop_push_channels()
     return None

@@ -138,10 +138,12 @@ def _remove(ctx: AdminContext, who: Who, user_id: int, confirmed: bool) -> tuple
         if user.id == who.user_id:
             raise Refused(400)  # an admin cannot remove themselves (and so lock the tenant out)
         try:
-            removal.remove_user(session, user, datetime.now(UTC), confirmed=confirmed,
-                                changes_kept_days=ctx.settings.sync_token_max_age_days)
+            done = removal.remove_user(session, user, datetime.now(UTC), confirmed=confirmed,
+                                       changes_kept_days=ctx.settings.sync_token_max_age_days,
+                                       keys=removal.ChannelKeys.from_settings(ctx.settings))
         except removal.ConfirmationNeeded as exc:
             return user.login, exc.consequences
+    done.stop_push_channels()
     return None
 
 

@@ -145,10 +145,12 @@ def _delete_calendar(api: Api, tenant_id: int, calendar_id: int, confirmed: bool
     with api.store.write() as session:
         calendar, owner = api.calendar(session, tenant_id, calendar_id)
         try:
-            removal.remove_calendar(session, calendar, owner, datetime.now(UTC), confirmed=confirmed,
-                                    changes_kept_days=api.settings.sync_token_max_age_days)
+            done = removal.remove_calendar(session, calendar, owner, datetime.now(UTC), confirmed=confirmed,
+                                           changes_kept_days=api.settings.sync_token_max_age_days,
+                                           keys=removal.ChannelKeys.from_settings(api.settings))
         except removal.ConfirmationNeeded as exc:
             raise _confirmation_needed(exc.consequences) from exc
+    done.stop_push_channels()
 
 
 def _confirmation_needed(consequences: removal.Consequences) -> Problem:
@@ -190,7 +192,9 @@ def _delete_user(api: Api, tenant_id: int, login: str, confirmed: bool) -> None:
         if user is None:
             raise not_found("user")
         try:
-            removal.remove_user(session, user, datetime.now(UTC), confirmed=confirmed,
-                                changes_kept_days=api.settings.sync_token_max_age_days)
+            done = removal.remove_user(session, user, datetime.now(UTC), confirmed=confirmed,
+                                       changes_kept_days=api.settings.sync_token_max_age_days,
+                                       keys=removal.ChannelKeys.from_settings(api.settings))
         except removal.ConfirmationNeeded as exc:
             raise _confirmation_needed(exc.consequences) from exc
+    done.stop_push_channels()
