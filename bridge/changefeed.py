@@ -8,6 +8,8 @@ come in commit order; calendars are served one after another, by id.
 The cursor is opaque to clients. Inside it is, per calendar, the calendar's sync epoch and the
 number of the last change served (calendars with none yet are left out). A calendar missing from
 the cursor, or recreated under the same id since (another epoch), is read from its first change.
+A removed calendar (bridge.removal) is served until its changes expire, so the cancellations of
+the bookings its removal ended reach every reader.
 Without a cursor the feed starts at the oldest change still kept. A cursor behind the kept history
 (changes are forgotten after ``sync_token_max_age_days``) raises :class:`CursorExpired`, a
 malformed one or one ahead of a calendar :class:`InvalidCursor`; or, with ``restart=True``, such a
@@ -105,7 +107,7 @@ def cursor_at_end(session: Session, tenant_id: int) -> str:
     """The cursor after every change the tenant's calendars have now: a reader starting here gets
     only what comes next."""
     return encode_cursor({calendar.id: (calendar.sync_epoch, calendar.change_counter)
-                          for calendar, _ in calendars.calendars_with_owner(session, tenant_id)
+                          for calendar, _ in calendars.calendars_with_owner(session, tenant_id, with_removed=True)
                           if calendar.change_counter > 0})
 
 
@@ -117,7 +119,8 @@ def page(session: Session, tenant_id: int, positions: Positions | None, limit: i
     expired or impossible position raises; with it, that calendar is read from its oldest kept change."""
     if not 1 <= limit <= MAX_LIMIT:
         raise ValueError(f"limit must be from 1 up to {MAX_LIMIT}")
-    tenant_calendars = sorted(calendars.calendars_with_owner(session, tenant_id), key=lambda pair: pair[0].id)
+    tenant_calendars = sorted(calendars.calendars_with_owner(session, tenant_id, with_removed=True),
+                              key=lambda pair: pair[0].id)
     starts: dict[int, int] = {}
     restarted = False
     for calendar, _ in tenant_calendars:

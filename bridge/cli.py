@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import OperationalError
 
-from bridge import cli_sync, cli_webhook
+from bridge import cli_removal, cli_sync, cli_webhook
 from bridge.passwords import hash_password
 from bridge.settings import Settings, SettingsError, load_settings, replace
 from bridge.store import calendars, migrate, tokens, users
@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     calendar_import.add_argument("--slug", required=True, help="the calendar's name in its URL")
     calendar_import.add_argument("file", type=Path, help="iCalendar file, or - for stdin")
     calendar_import.set_defaults(run=_calendar_import)
+    cli_removal.add_parsers(calendar, user)
     calendar_list = calendar.add_parser("list", help="list calendars with their CalDAV URLs")
     calendar_list.add_argument("--tenant")
     calendar_list.set_defaults(run=_calendar_list)

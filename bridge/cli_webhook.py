@@ -73,9 +73,10 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
             positions = changefeed.decode_cursor(webhook.cursor)
         except changefeed.InvalidCursor:
             positions = None
-        for calendar, owner in sorted(calendars.calendars_with_owner(session, tenant.id),
+        for calendar, owner in sorted(calendars.calendars_with_owner(session, tenant.id, with_removed=True),
                                       key=lambda pair: pair[0].id):
-            where = f"calendar {calendar.id} ({owner.login}/{calendar.slug})"
+            removed = ", removed" if calendar.removed_at is not None else ""
+            where = f"calendar {calendar.id} ({owner.login}/{calendar.slug}{removed})"
             if positions is None:
                 print(f"{where}\tunreadable cursor: the next delivery restarts from the oldest kept change")
                 continue

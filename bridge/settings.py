@@ -36,6 +36,7 @@ class Settings:
     auth_cache_seconds: int = 60
     auth_failure_delay_seconds: float = 1.0
     sync_token_max_age_days: int = 30
+    mkcalendar_limit: int = 50  # calendars one user may own that CalDAV clients made (MKCALENDAR); 0: none
     log_level: str = "info"
     db_pool_size: int = 8
     max_query_window_days: int = 366  # longest free/busy or free-slot window of /api/v1
@@ -98,6 +99,8 @@ class Settings:
             raise SettingsError(f"port must be between 1 and 65535, not {self.port}")
         if self.auth_cache_seconds < 0 or self.sync_token_max_age_days < 1:
             raise SettingsError("auth_cache_seconds must be >= 0 and sync_token_max_age_days >= 1")
+        if self.mkcalendar_limit < 0:
+            raise SettingsError("mkcalendar_limit must be 0 or more")
         if self.sync_log_days < 1:
             raise SettingsError("sync_log_days must be at least 1")
         if not 1 <= self.provider_concurrency <= 64:

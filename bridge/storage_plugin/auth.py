@@ -21,7 +21,8 @@ class SqlAuth(radicale_auth.BaseAuth):
     def check(self, login: str, password: str) -> bool:
         """Whether the credentials are valid; the /dav gate asks this for the requests it answers itself."""
         with self._store.read() as session:
-            password_hash = session.scalar(select(User.password_hash).where(User.login == login))
+            password_hash = session.scalar(select(User.password_hash).where(User.login == login,
+                                                                         User.removed_at.is_(None)))
         return self._cache.check(login, password, password_hash)
 
     def _login(self, login: str, password: str) -> str:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from bridge import expand
 from bridge.ical.zones import parse_calendar
 from bridge.store import calendars, changes, items
-from bridge.store.errors import InvalidSyncToken, StoreError
+from bridge.store.errors import CalendarProtected, InvalidSyncToken, StoreError
 from bridge.store.index import describe, from_timestamp
 from bridge.store.models import EARLIEST, UNBOUNDED, Calendar, Item, User
 
@@ -203,6 +203,8 @@ class SqlCollection(radicale_storage.BaseCollection):
         session = self._session
         if href is None:
             calendar = self._require_calendar()
+            if calendars.is_protected(session, calendar):  # the /dav gate refuses first; this is the backstop
+                raise CalendarProtected(self._path)
             calendars.delete_calendar(session, calendar)
             self._storage.forget_calendar(calendar)
             return

@@ -37,7 +37,8 @@ class SqlRights(radicale_rights.BaseRights):
         if cached and cached[0] > now:
             return cached[1]
         with self._store.read() as session:
-            row = session.execute(select(User.tenant_id, User.role).where(User.login == login)).first()
+            row = session.execute(select(User.tenant_id, User.role).where(User.login == login,
+                                                                              User.removed_at.is_(None))).first()
         identity = (row[0], row[1]) if row else None
         with self._lock:
             if len(self._cache) > 10_000:

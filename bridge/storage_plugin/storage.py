@@ -29,7 +29,7 @@ from bridge.storage_plugin.paths import split
 from bridge.store import calendars, changes, users
 from bridge.store import items as item_store
 from bridge.store.db import Store
-from bridge.store.errors import StoreError
+from bridge.store.errors import CalendarLimitReached, CalendarProtected, StoreError
 from bridge.store.models import Calendar, User
 
 T = TypeVar("T")
@@ -186,13 +186,16 @@ class SqlStorage(radicale_storage.BaseStorage):
         replaced: dict[str, radicale_item.Item] = {}
         try:
             if calendar is None:
+                self._check_limit(session, owner)
                 calendar = calendars.create_calendar(
-                    session, owner, parts[1], timezone=self._timezone_of(props), props=props
+                    session, owner, parts[1], timezone=self._timezone_of(props), props=props, creator="client"
                 )
                 self.forget_calendar(calendar)
             elif items is None and props is None:
                 return SqlCollection(self, href, owner, calendar), {}, []
             else:
+                if calendars.is_protected(session, calendar):  # the /dav gate refuses first; this is the backstop
+                    raise CalendarProtected(f"{owner.login}/{calendar.slug}")
                 existing = SqlCollection(self, f"{owner.login}/{calendar.slug}", owner, calendar)
                 replaced = {item.href: item for item in existing.get_all() if item.href}
                 item_store.remove_all(session, calendar)
@@ -202,6 +205,11 @@ class SqlStorage(radicale_storage.BaseStorage):
         collection = SqlCollection(self, f"{owner.login}/{calendar.slug}", owner, calendar)
         new_hrefs = collection.upload_all(items or [])
         return collection, replaced, new_hrefs
+
+    def _check_limit(self, session: Session, owner: User) -> None:
+        """A client may make only ``mkcalendar_limit`` calendars per user (the /dav gate answers 403 first)."""
+        if calendars.client_made_count(session, owner.id, lock=True) >= self._settings.mkcalendar_limit:
+            raise CalendarLimitReached(self._settings.mkcalendar_limit)
 
     def _timezone_of(self, props: Mapping[str, str] | None) -> str:
         """The IANA zone named by a MKCALENDAR's calendar-timezone, or the configured default."""

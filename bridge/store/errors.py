@@ -40,3 +40,22 @@ class EtagMismatch(StoreError):
 
 class InvalidSyncToken(StoreError):
     """A sync token that is malformed, from another calendar, from the future or expired."""
+
+
+class CalendarProtected(StoreError):
+    """CalDAV clients may not delete or overwrite this calendar as a whole: it was provisioned, or
+    it holds bookings or connections (the booking engine depends on them)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"calendar {path!r} is provisioned or holds bookings or connections; "
+                         "it is removed with the admin page, the API or the command line")
+        self.path = path
+
+
+class CalendarLimitReached(StoreError):
+    """The owner already has as many client-made calendars as ``mkcalendar_limit`` allows."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"a user may have at most {limit} calendars made by CalDAV clients "
+                         "(setting mkcalendar_limit); remove one first")
+        self.limit = limit

@@ -114,6 +114,9 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     props: Mapped[str] = mapped_column(Text, default="{}")  # principal's WebDAV properties (JSON)
     created_at: Mapped[UtcTime] = mapped_column(default=utcnow)
+    # Set when the user was removed: the row stays, renamed and without credentials, until the
+    # change rows of their removed calendars expire (bridge.removal).
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Calendar(Base):
@@ -129,6 +132,11 @@ class Calendar(Base):
     timezone: Mapped[str] = mapped_column(String(64))
     props: Mapped[str] = mapped_column(Text, default="{}")  # WebDAV properties as Radicale names them (JSON)
     bcc_provider: Mapped[bool] = mapped_column(Boolean, default=False)  # blind copy of booking mails to the owner
+    # "client": made by a CalDAV client (MKCALENDAR), which may delete it while it holds no bookings
+    # or connections; "provisioned": made by the CLI, the API or the admin page, never deleted over CalDAV.
+    creator: Mapped[str] = mapped_column(String(16), default="provisioned", server_default="provisioned")
+    # Set when the calendar was removed: hidden everywhere but in the change feed until its changes expire.
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # Sync state: a random epoch makes tokens of a deleted and recreated calendar invalid;
     # change_counter is bumped under a row lock by every writing transaction.
     sync_epoch: Mapped[str] = mapped_column(String(16))

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from bridge.store.errors import AlreadyExists, NotFound
-from bridge.store.models import Tenant, User
+from bridge.store.models import AdminSession, Tenant, User
 
 ROLES = ("admin", "member", "service")
 LANGUAGES = ("de", "en")
@@ -52,6 +53,10 @@ def create_user(
             "starting with a letter or digit"
         )
     _check_fields(email, role, language)
+    removed = session.scalar(select(User).where(User.login == login, User.removed_at.is_not(None)))
+    if removed is not None:  # a removed user kept for the change feed gives the login up
+        removed.login = f"-removed-{removed.id}"
+        session.flush()
     if session.scalar(select(User.id).where(User.login == login)) is not None:
         raise AlreadyExists("user", login)
     user = User(
@@ -82,16 +87,31 @@ def update_user(session: Session, user: User, *, email: str | None = None, role:
     session.flush()
 
 
+LIVE = User.removed_at.is_(None)
+
+
 def user_by_login(session: Session, login: str) -> User | None:
-    return session.scalar(select(User).where(User.login == login))
+    return session.scalar(select(User).where(User.login == login, LIVE))
 
 
 def users_of_tenant(session: Session, tenant_id: int) -> list[User]:
-    return list(session.scalars(select(User).where(User.tenant_id == tenant_id).order_by(User.login)))
+    return list(session.scalars(select(User).where(User.tenant_id == tenant_id, LIVE).order_by(User.login)))
 
 
 def user_in_tenant(session: Session, tenant_id: int, login: str) -> User | None:
-    return session.scalar(select(User).where(User.login == login, User.tenant_id == tenant_id))
+    return session.scalar(select(User).where(User.login == login, User.tenant_id == tenant_id, LIVE))
+
+
+def mark_removed(session: Session, user: User, now: datetime) -> None:
+    """Keep the row only as the owner of removed calendars whose changes the feed still serves: without
+    address, password, role or sessions; a new user may take the login (:func:`create_user`)."""
+    user.email = ""
+    user.password_hash = "!"
+    user.role = "removed"
+    user.props = "{}"
+    user.removed_at = now
+    session.execute(delete(AdminSession).where(AdminSession.user_id == user.id))
+    session.flush()
 
 
 def delete_user(session: Session, user: User) -> None:

@@ -21,6 +21,7 @@ from bridge.store.db import Store
 from bridge.web.admin import create_admin
 from bridge.web.api import create_api
 from bridge.web.dav import DavGate
+from bridge.web.dav_collection import CalendarGuard
 from bridge.web.dav_guard import MirroredGuard
 from bridge.web.dav_put import ItemPut
 from bridge.web.dav_query import ExpandQuery
@@ -41,7 +42,8 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
                   item_put=ItemPut(store, settings, radicale.auth, radicale.rights),
                   free_busy=FreeBusyReport(store, settings, radicale.auth, radicale.rights),
                   expand_query=ExpandQuery(store, radicale.auth, radicale.rights),
-                  guard=MirroredGuard(store, radicale.auth, radicale.rights))
+                  guard=MirroredGuard(store, radicale.auth, radicale.rights),
+                  calendar_guard=CalendarGuard(store, settings, radicale.auth, radicale.rights))
 
     async def well_known(request: Request) -> Response:
         return RedirectResponse("/dav/", status_code=301)

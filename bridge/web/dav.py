@@ -5,7 +5,9 @@ It answers a plain PUT of a calendar object (``bridge.web.dav_put``), a free-bus
 the body size limit (413), refuses XML with a DTD or entities
 without expanding them, and when Radicale refuses an iCalendar PUT with a bare
 400, replaces that answer with the reason from Radicale's own checks (only a
-refused request pays for the second parse). Everything else passes unchanged,
+refused request pays for the second parse). It refuses DELETE and PUT of a whole calendar the
+booking engine depends on, and MKCALENDAR past the limit (``bridge.web.dav_collection``).
+Everything else passes unchanged,
 but for the case of response header names: the WSGI bridge lowercases them, and
 we give them back the spelling Radicale used ("Content-Type", "ETag", "DAV"),
 which h11 keeps on the wire; some clients match them case-sensitively.
@@ -24,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.storage_plugin.checks import InvalidICalendar, checked_components
 from bridge.web.dav_answer import Answer
+from bridge.web.dav_collection import WHOLE_CALENDAR_METHODS, CalendarGuard
 from bridge.web.dav_guard import MirroredGuard
 from bridge.web.dav_put import ItemPut
 from bridge.web.dav_query import ExpandQuery
@@ -39,9 +42,10 @@ class BodyTooLarge(Exception):
 class DavGate:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, item_put: ItemPut | None = None,
                  free_busy: FreeBusyReport | None = None, expand_query: ExpandQuery | None = None,
-                 guard: MirroredGuard | None = None) -> None:
+                 guard: MirroredGuard | None = None, calendar_guard: CalendarGuard | None = None) -> None:
         self.app = app
         self.guard = guard
+        self.calendar_guard = calendar_guard
         self.max_body_bytes = max_body_bytes
         self.item_put = item_put
         self.free_busy = free_busy
@@ -76,6 +80,11 @@ class DavGate:
                 return
         if scope["method"] == "REPORT" and self.expand_query is not None and b"expand" in body:
             answer = await run_in_threadpool(self.expand_query.answer, path, headers, body, root)
+            if answer is not None:
+                await _send_answer(send, answer)
+                return
+        if scope["method"] in WHOLE_CALENDAR_METHODS and self.calendar_guard is not None:
+            answer = await run_in_threadpool(self.calendar_guard.answer, scope["method"], path, headers, root)
             if answer is not None:
                 await _send_answer(send, answer)
                 return

@@ -24,9 +24,13 @@ NEED_WRITE = (b'<?xml version="1.0" encoding="utf-8"?>\n'
               b'<D:privilege><D:%s /></D:privilege></D:resource></D:need-privileges></D:error>')
 
 
-def mirrored_refusal(location: str, privilege: bytes = b"write-content") -> Answer:
-    """403 with DAV:need-privileges for the mirrored item at ``location`` (an absolute path)."""
+def need_privileges(location: str, privilege: bytes = b"write-content") -> Answer:
+    """403 with DAV:need-privileges for the resource at ``location`` (an absolute path): the one way the
+    gate refuses a write the client's rights would otherwise allow (mirrored items, protected calendars)."""
     return xml_answer(403, NEED_WRITE % (location.encode(), privilege))
+
+
+mirrored_refusal = need_privileges  # the name its callers for mirrored items use
 
 
 class MirroredGuard:

@@ -173,3 +173,34 @@ def test_secrets_rotate_re_encrypts_stored_credentials(env: Path, monkeypatch: p
     assert Secrets([new]).decrypt(stored) == "remote password"
     assert Settings(secret_keys=new).secret_keys == new
     store.dispose()
+
+
+def test_calendar_remove_says_what_it_ends_and_needs_yes(env: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from bridge import bookings, changefeed
+    from bridge.store import calendars, migrate, users
+    from bridge.store.db import Store
+
+    store = Store(f"sqlite:///{env / 'calbridge.sqlite3'}")
+    migrate.upgrade(store)
+    start = datetime(2030, 1, 7, 9, tzinfo=UTC)
+    with store.write() as session:
+        tenant = users.create_tenant(session, "T")
+        owner = users.create_user(session, tenant, login="t", email="t@example.org", password_hash="x")
+        calendar = calendars.create_calendar(session, owner, "c", timezone="UTC")
+        booking, _ = bookings.create(session, calendar, bookings.BookingRequest(
+            start, start + timedelta(minutes=30), "Erika Mustermann", "erika@example.com"), "k1", start)
+        booking_id, tenant_id = booking.public_id, tenant.id
+
+    code, _, err = _run(monkeypatch, capsys, "calendar", "remove", "--owner", "t", "--slug", "c")
+    assert code == 2 and "cancels 1 booking(s)" in err and "--yes" in err
+    code, out, _ = _run(monkeypatch, capsys, "calendar", "remove", "--owner", "t", "--slug", "c", "--yes")
+    assert code == 0 and "1 booking(s) cancelled" in out
+    code, out, _ = _run(monkeypatch, capsys, "calendar", "list")
+    assert out == ""
+    with store.read() as session:
+        ended = [c for c in changefeed.page(session, tenant_id, None).changes if c["deleted"]]
+    assert [(c["booking"]["id"], c["booking"]["status"]) for c in ended] == [(booking_id, "cancelled")]
+    store.dispose()

@@ -106,3 +106,22 @@ def test_a_provider_that_cannot_stop_the_channel_does_not_keep_the_connection(
     assert code == 0 and "removed" in out
     assert "could not be stopped" in err and "expires by itself" in err
     assert rows(Connection) == 0 and rows(PushChannel) == 0
+
+
+def test_removing_the_calendar_stops_its_connections_channel_too(env: Path, driver: GoogleDriver,
+                                                                 google: GoogleProvider,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    earlier = set(google.running.standin.channels)  # a channel an earlier test could not stop is still there
+    watched_connection(driver)
+    ours = set(google.running.standin.channels) - earlier
+    assert len(ours) == 1
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+
+    assert main(["calendar", "remove", "--owner", "erika", "--slug", "work"]) == 2  # it asks first
+    assert rows(Connection) == 1 and ours <= set(google.running.standin.channels)
+    assert main(["calendar", "remove", "--owner", "erika", "--slug", "work", "--yes"]) == 0
+
+    assert "1 connection(s) removed" in capsys.readouterr().out
+    assert not ours & set(google.running.standin.channels)  # Google no longer posts notices for it
+    assert rows(PushChannel) == 0 and rows(Connection) == 0

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bridge import bookings, changefeed, webhooks
+from bridge import bookings, changefeed, removal, webhooks
 from bridge.cli import main
 from bridge.secrets import Secrets, new_key
 from bridge.settings import Settings
@@ -215,6 +215,24 @@ def test_bookings_and_an_item_change_reach_the_receiver_signed(store: Store, rec
     assert (state.failures, state.last_status, state.last_error) == (0, 204, None)
     assert webhooks.deliver_due(store, secrets, client, T0 + timedelta(minutes=2)) == 0
     assert len(receiver.deliveries) == 2
+
+
+def test_removing_a_calendar_posts_each_booking_it_cancelled(store: Store, receiver: Receiver,
+                                                              client: httpx.Client, secrets: Secrets) -> None:
+    tenant_id, calendar_id = tenant(store, "Salon", "nora")
+    booked = [book(store, calendar_id, 9, "k1"), book(store, calendar_id, 10, "k2")]
+    set_hook(store, tenant_id, receiver.url, secrets)
+    with store.write() as session:
+        calendar = session.get(Calendar, calendar_id)
+        owner = users.user_by_login(session, "nora")
+        assert calendar is not None and owner is not None
+        removal.remove_calendar(session, calendar, owner, T0, confirmed=True, changes_kept_days=30,
+                                keys=removal.ChannelKeys(secrets))
+
+    assert webhooks.deliver_due(store, secrets, client, T0) == 1
+    [posted] = receiver.deliveries
+    assert hrefs(posted) == [(f"/dav/nora/cal/{public_id}.ics", True, {"id": public_id, "status": "cancelled"})
+                             for public_id in booked]
 
 
 def test_a_failing_receiver_gets_the_same_page_again_and_the_cursor_waits_for_a_2xx(

@@ -4,6 +4,7 @@ sees their own. Each calendar shows its CalDAV address and how to subscribe to i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -12,6 +13,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from bridge import removal
+from bridge.removal import Consequences
 from bridge.store import calendars, users
 from bridge.store.errors import AlreadyExists
 from bridge.store.models import Calendar, User
@@ -48,9 +51,15 @@ def routes(ctx: AdminContext) -> list[Route]:
         return ctx.render(request, "calendar.html", who, calendar=view, connections=linked)
 
     async def remove(request: Request) -> Response:
-        who, _ = await ctx.posted(request)
+        who, form = await ctx.posted(request)
         require_admin(who)
-        await run_in_threadpool(_remove, ctx, who, request.path_params["calendar_id"])
+        calendar_id = request.path_params["calendar_id"]
+        asked = await run_in_threadpool(_remove, ctx, who, calendar_id, form.get("confirmed") == "yes")
+        if asked is not None:  # bookings or connections at stake: say so first
+            name, consequences = asked
+            return ctx.render(request, "removal.html", who, kind="calendar", name=name, consequences=consequences,
+                              action=f"{root(request)}/calendars/{calendar_id}/delete",
+                              back=f"{root(request)}/calendars/{calendar_id}")
         return RedirectResponse(f"{root(request)}/calendars", status_code=303)
 
     return [
@@ -131,7 +140,7 @@ def _create(ctx: AdminContext, who: Who, form: dict[str, Any]) -> int | str:
         return "form_timezone"
     with ctx.store.write() as session:
         owner = session.get(User, owner_id)
-        if owner is None or owner.tenant_id != who.tenant_id or owner.role == "service":
+        if owner is None or owner.tenant_id != who.tenant_id or owner.role in ("service", "removed"):
             raise not_found()
         try:
             calendar = calendars.create_calendar(session, owner, slug, timezone=timezone,
@@ -141,7 +150,16 @@ def _create(ctx: AdminContext, who: Who, form: dict[str, Any]) -> int | str:
         return calendar.id
 
 
-def _remove(ctx: AdminContext, who: Who, calendar_id: int) -> None:
+def _remove(ctx: AdminContext, who: Who, calendar_id: int, confirmed: bool) -> tuple[str, Consequences] | None:
+    """Remove the calendar (bridge.removal); or, when it would end bookings or connections and the admin has not
+    confirmed that yet, its path and what the removal would end."""
     with ctx.store.write() as session:
-        calendar, _ = visible_calendar(session, who, calendar_id)
-        calendars.delete_calendar(session, calendar)
+        calendar, owner = visible_calendar(session, who, calendar_id)
+        try:
+            done = removal.remove_calendar(session, calendar, owner, datetime.now(UTC), confirmed=confirmed,
+                                           changes_kept_days=ctx.settings.sync_token_max_age_days,
+                                           keys=removal.ChannelKeys.from_settings(ctx.settings))
+        except removal.ConfirmationNeeded as exc:
+            return f"{owner.login}/{calendar.slug}", exc.consequences
+    done.stop_push_channels()
+    return None

@@ -21,6 +21,12 @@ STRINGS: dict[str, dict[str, Any]] = {
         "create_calendar": "Kalender anlegen", "slug": "Kurzname (Teil der Adresse)", "display_name": "Anzeigename",
         "confirm_delete_calendar": "Diesen Kalender mit allen Terminen löschen?",
         "confirm_delete_user": "Diesen Benutzer mit seinen Kalendern und Terminen löschen?",
+        "removal_title": "Wirklich entfernen?",
+        "removal_calendar": "Kalender {name}", "removal_user": "Benutzer {name}",
+        "removal_text": "Das Entfernen betrifft {calendars} Kalender: {bookings} Buchungen werden storniert (die "
+                        "Buchungssoftware erfährt jede Stornierung) und {connections} Verbindungen zu externen "
+                        "Kalendern mit ihren gespeicherten Zugangsdaten getrennt.",
+        "removal_confirm": "Ja, entfernen und stornieren",
         "confirm_revoke": "Dieses Token widerrufen? Die Buchungssoftware verliert damit den Zugang.",
         "no_calendars": "Noch keine Kalender.", "copy_label": "Kopieren", "copied": "Kopiert",
         "subscribe_title": "Kalender abonnieren",
@@ -232,6 +238,12 @@ STRINGS: dict[str, dict[str, Any]] = {
         "create_calendar": "Create a calendar", "slug": "Short name (part of the address)",
         "confirm_delete_calendar": "Delete this calendar with all its events?",
         "confirm_delete_user": "Delete this user with their calendars and events?",
+        "removal_title": "Really remove?",
+        "removal_calendar": "Calendar {name}", "removal_user": "User {name}",
+        "removal_text": "This affects {calendars} calendar(s): {bookings} booking(s) will be cancelled (the "
+                        "booking software learns of each cancellation) and {connections} connection(s) to "
+                        "external calendars will be removed with their stored credentials.",
+        "removal_confirm": "Yes, remove and cancel",
         "confirm_revoke": "Revoke this token? The booking software loses its access.",
         "display_name": "Display name", "no_calendars": "No calendars yet.", "copy_label": "Copy", "copied": "Copied",
         "subscribe_title": "Subscribe to the calendar",

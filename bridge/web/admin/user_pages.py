@@ -5,13 +5,16 @@ the form after a mistake; a changed password ends the user's other sessions."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from bridge import removal
 from bridge.passwords import MIN_PASSWORD_LENGTH, hash_password, verify_password
+from bridge.removal import Consequences
 from bridge.store import admin_sessions, users
 from bridge.store.errors import AlreadyExists
 from bridge.store.models import Tenant, User
@@ -36,9 +39,14 @@ def routes(ctx: AdminContext) -> list[Route]:
         return RedirectResponse(f"{root(request)}/users", status_code=303)
 
     async def remove(request: Request) -> Response:
-        who, _ = await ctx.posted(request)
+        who, form = await ctx.posted(request)
         require_admin(who)
-        await run_in_threadpool(_remove, ctx, who, request.path_params["user_id"])
+        user_id = request.path_params["user_id"]
+        asked = await run_in_threadpool(_remove, ctx, who, user_id, form.get("confirmed") == "yes")
+        if asked is not None:  # bookings or connections at stake: say so first
+            name, consequences = asked
+            return ctx.render(request, "removal.html", who, kind="user", name=name, consequences=consequences,
+                              action=f"{root(request)}/users/{user_id}/delete", back=f"{root(request)}/users")
         return RedirectResponse(f"{root(request)}/users", status_code=303)
 
     async def edit_page(request: Request) -> Response:
@@ -120,14 +128,23 @@ def _create(ctx: AdminContext, who: Who, form: dict[str, str]) -> str:
     return ""
 
 
-def _remove(ctx: AdminContext, who: Who, user_id: int) -> None:
+def _remove(ctx: AdminContext, who: Who, user_id: int, confirmed: bool) -> tuple[str, Consequences] | None:
+    """Remove the user (bridge.removal); or, when that would end bookings or connections and the admin has not
+    confirmed it yet, the login and what the removal would end."""
     with ctx.store.write() as session:
         user = session.get(User, user_id)
-        if user is None or user.tenant_id != who.tenant_id:
+        if user is None or user.tenant_id != who.tenant_id or user.removed_at is not None:
             raise not_found()
         if user.id == who.user_id:
             raise Refused(400)  # an admin cannot remove themselves (and so lock the tenant out)
-        users.delete_user(session, user)
+        try:
+            done = removal.remove_user(session, user, datetime.now(UTC), confirmed=confirmed,
+                                       changes_kept_days=ctx.settings.sync_token_max_age_days,
+                                       keys=removal.ChannelKeys.from_settings(ctx.settings))
+        except removal.ConfirmationNeeded as exc:
+            return user.login, exc.consequences
+    done.stop_push_channels()
+    return None
 
 
 @dataclass(frozen=True)
@@ -143,7 +160,7 @@ def _editable(ctx: AdminContext, who: Who, user_id: int) -> UserView:
     """A user of the tenant whom these pages may change (not a service user): 404 otherwise."""
     with ctx.store.read() as session:
         user = session.get(User, user_id)
-        if user is None or user.tenant_id != who.tenant_id or user.role == "service":
+        if user is None or user.tenant_id != who.tenant_id or user.role in ("service", "removed"):
             raise not_found()
         return UserView(user.id, user.login, user.email, user.role, user.language)
 

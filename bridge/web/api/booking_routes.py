@@ -122,6 +122,9 @@ def _booking(api: Api, session: Session, tenant_id: int, public_id: str,
     booking = booking_store.by_public_id(session, tenant_id, public_id)
     if booking is None:
         raise not_found("booking")
+    kept = calendars.calendar_in_tenant(session, tenant_id, booking.calendar_id, with_removed=True)
+    if kept is not None and kept[0].removed_at is not None:  # its calendar was removed, and it was cancelled then
+        return booking, *kept
     if lock:
         calendar, owner = _locked_calendar(api, session, tenant_id, booking.calendar_id)
     else:

@@ -32,7 +32,7 @@ from bridge.sync.connection_admin import AlreadyConnected, ConnectionProblem, Re
 from bridge.sync.engine import ConnectionDisabled, Engine
 from bridge.web.api.auth import caller, require_admin
 from bridge.web.api.context import Api, Keys, iso
-from bridge.web.api.inputs import field, invalid, json_body
+from bridge.web.api.inputs import field, invalid, json_body, query_flag
 from bridge.web.api.problems import Problem, not_found
 
 ADD_FIELDS = frozenset({"calendar", "provider", "url", "remote_calendar", "username", "password", "direction",
@@ -91,7 +91,7 @@ def routes(api: Api) -> list[Route]:
     async def disconnect(request: Request) -> Response:
         who = await caller(request, api.store)
         require_admin(who)
-        remove = _flag(request, "remove_mirrored")
+        remove = query_flag(request, "remove_mirrored")
         return JSONResponse(await run_in_threadpool(
             _disconnect, api, who.tenant_id, request.path_params["connection_id"], remove))
 
@@ -170,13 +170,6 @@ async def _optional_body(request: Request, limit: int) -> dict[str, Any]:
     if request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers:
         return {}
     return await json_body(request, limit)
-
-
-def _flag(request: Request, name: str) -> bool:
-    text = request.query_params.get(name, "false").strip().lower()
-    if text not in ("true", "false"):
-        raise invalid(f"'{name}' must be true or false", field=name)
-    return text == "true"
 
 
 def _number(request: Request, name: str, default: int | None, high: int | None = None) -> int | None:

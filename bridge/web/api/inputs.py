@@ -93,3 +93,11 @@ def calendar_ids(data: dict[str, Any], limit: int = 200) -> list[int]:
     if not ids or len(ids) > limit or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         raise invalid(f"'calendars' must list 1 to {limit} calendar ids", field="calendars")
     return list(dict.fromkeys(ids))
+
+
+def query_flag(request: Request, name: str) -> bool:
+    """A true/false query parameter (false when absent); 422 for anything else."""
+    text = request.query_params.get(name, "false").strip().lower()
+    if text not in ("true", "false"):
+        raise invalid(f"'{name}' must be true or false", field=name)
+    return text == "true"

@@ -33,6 +33,14 @@ def _problems(*statuses: int) -> dict[str, Any]:
             for status in (401, *statuses)}
 
 
+_CONFIRM = {"name": "confirm", "in": "query", "required": False, "schema": {"type": "boolean", "default": False},
+            "description": "go ahead although bookings would be cancelled or connections removed"}
+_REMOVAL = ("With confirmed bookings or connections and without confirm=true, nothing is removed: a 409 problem "
+            "'confirmation-needed' names the counts in 'consequences'. With it, each booking is cancelled first "
+            "(GET /changes and webhooks report each one, as a deleted item with the booking's status 'cancelled'), "
+            "each connection is removed with its credentials, then the calendar.")
+
+
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
@@ -41,6 +49,10 @@ SCHEMAS: dict[str, Any] = {
     "Problem": {"type": "object", "required": ["type", "title", "status"], "properties": {
         "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
         "detail": {"type": "string"}, "instance": {"type": "string"}, "field": {"type": "string"},
+        "consequences": {"type": "object", "description": "what a removal would end (confirmation-needed)",
+                         "required": ["calendars", "bookings", "connections"], "properties": {
+                             "calendars": {"type": "integer"}, "bookings": {"type": "integer"},
+                             "connections": {"type": "integer"}}},
         "conflicts": {"type": "array", "items": _ref("BusyPeriod")},
         "calendars": {"type": "array", "description": "the account's calendars, to choose 'remote_calendar'",
                       "items": {"type": "object", "required": ["id", "name"], "properties": {
@@ -210,8 +222,11 @@ PATHS: dict[str, Any] = {
         "patch": {"summary": "Change the calendar's settings (admin scope)",
                   "requestBody": _body(_ref("CalendarPatch")),
                   "responses": {"200": _json(_ref("Calendar"), "Changed"), **_problems(400, 403, 404, 413, 422)}},
-        "delete": {"summary": "Remove a calendar with its events and bookings (admin scope)",
-                   "responses": {"204": {"description": "Removed"}, **_problems(403, 404)}}},
+        "delete": {"summary": "Remove a calendar with its events (admin scope); bookings and connections only "
+                              "when confirmed",
+                   "description": _REMOVAL,
+                   "parameters": [_CONFIRM],
+                   "responses": {"204": {"description": "Removed"}, **_problems(403, 404, 409, 422)}}},
     "/connections": {
         "get": {"summary": "The tenant's connections with their last run",
                 "responses": {"200": _json({"type": "object", "required": ["connections"], "properties": {
@@ -279,8 +294,11 @@ PATHS: dict[str, Any] = {
         "parameters": _LOGIN,
         "get": {"summary": "Read a user (admin scope)", "responses": {"200": _json(_ref("User"), "The user"),
                                                                        **_problems(403, 404)}},
-        "delete": {"summary": "Remove a user with their calendars (admin scope)",
-                   "responses": {"204": {"description": "Removed"}, **_problems(403, 404)}}},
+        "delete": {"summary": "Remove a user with their calendars (admin scope); bookings and connections only "
+                              "when confirmed",
+                   "description": _REMOVAL,
+                   "parameters": [_CONFIRM],
+                   "responses": {"204": {"description": "Removed"}, **_problems(403, 404, 409, 422)}}},
 }
 
 

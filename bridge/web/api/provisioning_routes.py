@@ -1,8 +1,13 @@
 """Users and calendars over the API, as with the CLI. Listing calendars needs any token of
-the tenant; creating and removing users and calendars needs one with the admin scope."""
+the tenant; creating and removing users and calendars needs one with the admin scope.
+
+Removing one that holds bookings or connections answers 409 ``confirmation-needed`` with the
+counts, unless the request says ``?confirm=true``; then each booking is cancelled so that the
+change feed reports it (bridge.removal, shared with the CLI and the admin page)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -10,13 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bridge import removal
 from bridge.passwords import hash_password
 from bridge.store import calendars, users
 from bridge.store.models import Tenant
 from bridge.web.api.auth import caller, require_admin
 from bridge.web.api.context import Api, user_json
-from bridge.web.api.inputs import field, invalid, json_body
-from bridge.web.api.problems import not_found
+from bridge.web.api.inputs import field, invalid, json_body, query_flag
+from bridge.web.api.problems import Problem, not_found
 
 
 def routes(api: Api) -> list[Route]:
@@ -54,7 +60,8 @@ def routes(api: Api) -> list[Route]:
     async def delete_calendar(request: Request) -> Response:
         who = await caller(request, api.store)
         require_admin(who)
-        await run_in_threadpool(_delete_calendar, api, who.tenant_id, request.path_params["calendar_id"])
+        confirmed = query_flag(request, "confirm")
+        await run_in_threadpool(_delete_calendar, api, who.tenant_id, request.path_params["calendar_id"], confirmed)
         return Response(status_code=204)
 
     async def list_users(request: Request) -> Response:
@@ -85,7 +92,8 @@ def routes(api: Api) -> list[Route]:
     async def delete_user(request: Request) -> Response:
         who = await caller(request, api.store)
         require_admin(who)
-        await run_in_threadpool(_delete_user, api, who.tenant_id, request.path_params["login"])
+        confirmed = query_flag(request, "confirm")
+        await run_in_threadpool(_delete_user, api, who.tenant_id, request.path_params["login"], confirmed)
         return Response(status_code=204)
 
     return [
@@ -133,10 +141,23 @@ def _change_calendar(api: Api, tenant_id: int, calendar_id: int, bcc_provider: b
         return api.calendar_json(calendar, owner)
 
 
-def _delete_calendar(api: Api, tenant_id: int, calendar_id: int) -> None:
+def _delete_calendar(api: Api, tenant_id: int, calendar_id: int, confirmed: bool) -> None:
     with api.store.write() as session:
-        calendar, _ = api.calendar(session, tenant_id, calendar_id)
-        calendars.delete_calendar(session, calendar)
+        calendar, owner = api.calendar(session, tenant_id, calendar_id)
+        try:
+            done = removal.remove_calendar(session, calendar, owner, datetime.now(UTC), confirmed=confirmed,
+                                           changes_kept_days=api.settings.sync_token_max_age_days,
+                                           keys=removal.ChannelKeys.from_settings(api.settings))
+        except removal.ConfirmationNeeded as exc:
+            raise _confirmation_needed(exc.consequences) from exc
+    done.stop_push_channels()
+
+
+def _confirmation_needed(consequences: removal.Consequences) -> Problem:
+    return Problem(409, "confirmation-needed", "Confirmation needed",
+                   f"{consequences.describe()}; repeat the request with ?confirm=true to go ahead",
+                   consequences={"calendars": consequences.calendars, "bookings": consequences.bookings,
+                                 "connections": consequences.connections})
 
 
 def _list_users(api: Api, tenant_id: int) -> dict[str, Any]:
@@ -165,9 +186,15 @@ def _read_user(api: Api, tenant_id: int, login: str) -> dict[str, Any]:
         return user_json(user)
 
 
-def _delete_user(api: Api, tenant_id: int, login: str) -> None:
+def _delete_user(api: Api, tenant_id: int, login: str, confirmed: bool) -> None:
     with api.store.write() as session:
         user = users.user_in_tenant(session, tenant_id, login)
         if user is None:
             raise not_found("user")
-        users.delete_user(session, user)
+        try:
+            done = removal.remove_user(session, user, datetime.now(UTC), confirmed=confirmed,
+                                       changes_kept_days=api.settings.sync_token_max_age_days,
+                                       keys=removal.ChannelKeys.from_settings(api.settings))
+        except removal.ConfirmationNeeded as exc:
+            raise _confirmation_needed(exc.consequences) from exc
+    done.stop_push_channels()
