@@ -26,10 +26,10 @@ from sqlalchemy.orm import Session
 from bridge.settings import Settings
 from bridge.storage_plugin.collection import SqlCollection
 from bridge.storage_plugin.paths import split
-from bridge.store import calendars, changes, users
+from bridge.store import calendars, changes, users, writers
 from bridge.store import items as item_store
 from bridge.store.db import Store
-from bridge.store.errors import StoreError
+from bridge.store.errors import ItemRefused, StoreError
 from bridge.store.models import Calendar, User
 
 T = TypeVar("T")
@@ -228,7 +228,9 @@ class SqlStorage(radicale_storage.BaseStorage):
         if row is None:
             raise radicale_storage.ComponentNotFoundError(item.href)
         try:
-            item_store.move(session, row, source_calendar, target_calendar, to_href)
+            item_store.move(session, row, source_calendar, target_calendar, to_href, writers.CLIENT)
+        except ItemRefused:
+            raise  # the origin rule: answered 403 by bridge.web.dav_refusal
         except StoreError as exc:
             raise ValueError(str(exc)) from exc
 

@@ -40,3 +40,24 @@ class EtagMismatch(StoreError):
 
 class InvalidSyncToken(StoreError):
     """A sync token that is malformed, from another calendar, from the future or expired."""
+
+
+class ItemRefused(StoreError):
+    """The writer may not replace, move or delete this item: it belongs to another writer
+    (:mod:`bridge.store.writers` holds the rule). ``destination`` is set when the refused item is
+    the one a move would have replaced."""
+
+    def __init__(self, href: str, origin: str, writer: str, *, destination: bool = False) -> None:
+        super().__init__(f"item {href!r} of origin {origin!r} is not {writer}'s to change")
+        self.href = href
+        self.origin = origin
+        self.writer = writer
+        self.destination = destination
+
+
+class MirroredItem(ItemRefused):
+    """A connection's copy of an external event: only its connection writes it (DESIGN: read-only to clients)."""
+
+
+class BookingItem(ItemRefused):
+    """A booking's event: it changes through the booking (``bridge.bookings``), never as a bare item."""
