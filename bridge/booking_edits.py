@@ -3,9 +3,10 @@
 A booking's event is rendered from the booking row (``bookings.render``), so an edit kept only in
 the event's text would be lost at the next render. The one edit a booking can hold is its time:
 a client that moves the event reschedules the booking. Properties a client maintains for itself
-(DTSTAMP, LAST-MODIFIED, CREATED, SEQUENCE, its own X- properties) are not part of the booking and
-are not kept; any other difference (title, description, place, attendees, alarms, recurrence,
-status) is refused as :class:`EditRefused`, so nothing a client sends is silently dropped.
+(DTSTAMP, LAST-MODIFIED, CREATED, SEQUENCE, its own X- properties, CLASS:PUBLIC and PRIORITY:0
+written out as defaults) are not part of the booking and are not kept; any other difference (title,
+description, place, attendees, alarms, recurrence, status) is refused as :class:`EditRefused`, so
+nothing a client sends is silently dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from bridge.store.objects import CalendarObject
 TIME_PROPERTIES = frozenset({"DTSTART", "DTEND", "DURATION"})
 CLIENT_PROPERTIES = frozenset({"DTSTAMP", "LAST-MODIFIED", "CREATED", "SEQUENCE"})
 OUR_PREFIX = "X-CALBRIDGE-"
+# Values a client may write out although they say nothing new (RFC 5545 defaults).
+DEFAULTS = {"CLASS": [b"PUBLIC"], "PRIORITY": [b"0"]}
 
 
 class EditRefused(Exception):
@@ -45,7 +48,8 @@ def proposed_times(booking: Booking, calendar: Calendar, sent: CalendarObject,
     event = events[0]
     rendered = icalendar.Calendar.from_ical(bookings.render(booking, calendar, now)).walk("VEVENT")[0]
     changed = sorted(name for name in _held(event) | _held(rendered)
-                     if _values(event, name) != _values(rendered, name))
+                     if _values(event, name) != _values(rendered, name)
+                     and not (name not in rendered and _values(event, name) == DEFAULTS.get(name)))
     if changed:
         raise EditRefused(f"only the time of a booking can be changed here, not {', '.join(changed)}")
     if event.subcomponents:

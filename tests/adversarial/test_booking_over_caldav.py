@@ -107,8 +107,8 @@ def _dragged(text: str, start: str, end: str) -> str:
     text = re.sub(r"DTSTART;TZID=Europe/Berlin:\d{8}T\d{6}", f"DTSTART;TZID=Europe/Berlin:{start}", text)
     text = re.sub(r"DTEND;TZID=Europe/Berlin:\d{8}T\d{6}", f"DTEND;TZID=Europe/Berlin:{end}", text)
     text = re.sub(r"DTSTAMP:\d{8}T\d{6}Z", "DTSTAMP:20261201T120000Z", text)
-    return text.replace("END:VEVENT", "LAST-MODIFIED:20261201T120000Z\r\nX-APPLE-TRAVEL-ADVISORY-BEHAVIOR:AUTOMATIC\r\n"
-                                      "END:VEVENT")
+    return text.replace("END:VEVENT", "LAST-MODIFIED:20261201T120000Z\r\nCLASS:PUBLIC\r\n"
+                                      "X-APPLE-TRAVEL-ADVISORY-BEHAVIOR:AUTOMATIC\r\nEND:VEVENT")
 
 
 def test_deleting_a_booking_in_a_calendar_app_cancels_it(salon: Salon) -> None:
