@@ -22,7 +22,7 @@ from bridge.settings import Settings
 from bridge.storage_plugin.auth import SqlAuth
 from bridge.storage_plugin.rights import SqlRights
 from bridge.store import bookings as booking_rows
-from bridge.store import calendars, changes, items
+from bridge.store import calendars, changes, items, writers
 from bridge.store.db import Store
 from bridge.store.models import Booking, Calendar, Item, User
 from bridge.store.objects import CalendarObject
@@ -52,11 +52,13 @@ class BookingEdits:
         owner_login, slug, href = parts
         if not may(self._rights, login, owner_login, slug, "w"):
             return None
+        if not self._is_booking_event(owner_login, slug, href):
+            return None  # most DELETEs: decided without taking the write lock
         with self._store.write() as session:
             calendars.lock_for_write(session, [(owner_login, slug)])
             calendar = calendars.calendar_by_path(session, owner_login, slug)
             current = items.by_href(session, calendar.id, href) if calendar is not None else None
-            if calendar is None or current is None or current.origin != "booking":
+            if calendar is None or current is None or current.origin != writers.BOOKING_ORIGIN:
                 return None
             booking = booking_rows.by_item(session, calendar.id, href)
             if booking is None or booking.status != "confirmed":
@@ -68,6 +70,12 @@ class BookingEdits:
             self._confirm(session, booking, calendar, "booking_cancelled", now)
             changes.prune_now_and_then(session, calendar, self._settings.sync_token_max_age_days, now)
         return Answer(204, [])
+
+    def _is_booking_event(self, owner_login: str, slug: str, href: str) -> bool:
+        with self._store.read() as session:
+            calendar = calendars.calendar_by_path(session, owner_login, slug)
+            current = items.by_href(session, calendar.id, href) if calendar is not None else None
+            return current is not None and current.origin == writers.BOOKING_ORIGIN
 
     def put(self, session: Session, calendar: Calendar, current: Item, sent: CalendarObject,
             location: str) -> Answer:
