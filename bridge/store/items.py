@@ -1,4 +1,10 @@
-"""Items: reads by href, UID and time range; writes that record a change in the same transaction."""
+"""Items: reads by href, UID and time range; writes that record a change in the same transaction.
+
+Every writer (the /dav gate, Radicale's storage plugin, the importer, bookings, the sync engine)
+writes through ``write``/``write_checked``, ``delete`` and ``move`` and says who it is
+(:class:`~bridge.store.writers.Writer`); those apply the origin rule of :mod:`bridge.store.writers`.
+``put_checked`` and ``remove`` are the sync engine's, for items it follows as their owner.
+"""
 
 from __future__ import annotations
 
@@ -35,7 +41,7 @@ class NewItem:
     etag: str
     text: str
     facts: ItemFacts
-    origin: str = "client"
+    origin: str = "client"  # set by ``write`` from its writer; read only by ``put_checked``
     # Instances of a recurring event, as (start, end, busy type), complete up to ``occurrences_until``.
     occurrences: Sequence[tuple[datetime, datetime, str | None]] = ()
     occurrences_until: datetime | None = None

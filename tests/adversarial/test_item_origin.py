@@ -17,6 +17,7 @@ import httpx
 import icalendar
 import pytest
 
+from bridge.storage_plugin.importer import NotImportable, import_calendar
 from bridge.store import calendars, items, users, writers
 from bridge.store.index import facts_of
 from tests.conftest import Bridge
@@ -167,3 +168,15 @@ def test_another_tenant_cannot_even_learn_of_it(salon: Bridge) -> None:
                        dav.request("MOVE", CAL + MIRRORED, headers={"Destination": OTHER + "stolen.ics"})):
             assert answer.status_code in (403, 404) and "need-privileges" not in answer.text
     assert _state(salon) == before
+
+
+def test_an_import_does_not_replace_a_mirrored_item_by_its_uid(salon: Bridge) -> None:
+    before = _state(salon)
+    export = _calendar(MIRRORED_UID, FREE_AGAIN).replace(
+        "END:VCALENDAR", "BEGIN:VEVENT\r\nUID:new-1\r\nDTSTAMP:20261124T080000Z\r\nDTSTART:20261207T120000Z\r\n"
+        "DTEND:20261207T130000Z\r\nSUMMARY:Imported\r\nEND:VEVENT\r\nEND:VCALENDAR")
+    with pytest.raises(NotImportable, match="connected calendar"):
+        import_calendar(salon.store, salon.settings, "nora", "cal", export)
+    assert _state(salon) == before  # the whole file is refused: nothing of it is stored
+    with salon.client("nora") as dav:
+        assert dav.get(CAL + "new-1.ics").status_code == 404
