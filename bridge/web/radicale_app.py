@@ -28,24 +28,24 @@ class _Radicale(radicale.Application):
     """Radicale whose item writes that the store's origin rule refuses (a client over a mirrored
     item or a booking's event, by PUT, DELETE or MOVE) answer 403 need-privileges, not 500."""
 
-    def do_PUT(self, environ: types.WSGIEnviron, base_prefix: str, path: str,
-               *args: Any) -> types.WSGIResponse:
+    def do_PUT(self, environ: types.WSGIEnviron, base_prefix: str, path: str, user: str,
+               user_groups: set[str], request_info: dict[str, Any]) -> types.WSGIResponse:
         try:
-            return super().do_PUT(environ, base_prefix, path, *args)
+            return super().do_PUT(environ, base_prefix, path, user, user_groups, request_info)
         except ItemRefused as refused:
             return radicale_refusal(refused, environ, base_prefix, path)
 
-    def do_DELETE(self, environ: types.WSGIEnviron, base_prefix: str, path: str,
-                  *args: Any) -> types.WSGIResponse:
+    def do_DELETE(self, environ: types.WSGIEnviron, base_prefix: str, path: str, user: str,
+                  user_groups: set[str], request_info: dict[str, Any]) -> types.WSGIResponse:
         try:
-            return super().do_DELETE(environ, base_prefix, path, *args)
+            return super().do_DELETE(environ, base_prefix, path, user, user_groups, request_info)
         except ItemRefused as refused:
             return radicale_refusal(refused, environ, base_prefix, path)
 
-    def do_MOVE(self, environ: types.WSGIEnviron, base_prefix: str, path: str,
-                *args: Any) -> types.WSGIResponse:
+    def do_MOVE(self, environ: types.WSGIEnviron, base_prefix: str, path: str, user: str,
+                user_groups: set[str], request_info: dict[str, Any]) -> types.WSGIResponse:
         try:
-            return super().do_MOVE(environ, base_prefix, path, *args)
+            return super().do_MOVE(environ, base_prefix, path, user, user_groups, request_info)
         except ItemRefused as refused:
             return radicale_refusal(refused, environ, base_prefix, path)
 
