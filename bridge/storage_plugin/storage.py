@@ -195,8 +195,10 @@ class SqlStorage(radicale_storage.BaseStorage):
             else:
                 existing = SqlCollection(self, f"{owner.login}/{calendar.slug}", owner, calendar)
                 replaced = {item.href: item for item in existing.get_all() if item.href}
-                item_store.remove_all(session, calendar)
+                item_store.remove_all(session, calendar, writers.CLIENT)
                 calendars.set_props(session, calendar, props or {"tag": calendar.tag})
+        except ItemRefused:
+            raise  # the origin rule: answered 403 by bridge.web.dav_refusal
         except StoreError as exc:
             raise ValueError(str(exc)) from exc
         collection = SqlCollection(self, f"{owner.login}/{calendar.slug}", owner, calendar)

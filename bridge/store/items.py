@@ -226,8 +226,13 @@ def remove(session: Session, calendar: Calendar, href: str) -> None:
     changes.record(session, calendar, href, deleted=True)
 
 
-def remove_all(session: Session, calendar: Calendar) -> list[str]:
-    """Delete every item of the calendar, recording each deletion."""
+def remove_all(session: Session, calendar: Calendar, writer: Writer) -> list[str]:
+    """Delete every item of the calendar as ``writer``, recording each deletion; nothing at all if
+    one of them is not the writer's to delete (the origin rule)."""
+    foreign = session.execute(select(Item.href, Item.origin).where(
+        Item.calendar_id == calendar.id, Item.origin != writer.origin).limit(1)).first()
+    if foreign is not None:
+        writers.check(writer, foreign.href, foreign.origin)
     hrefs = list(session.scalars(select(Item.href).where(Item.calendar_id == calendar.id)))
     session.execute(delete_rows(Item).where(Item.calendar_id == calendar.id))
     for href in hrefs:

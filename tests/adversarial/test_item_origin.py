@@ -180,3 +180,21 @@ def test_an_import_does_not_replace_a_mirrored_item_by_its_uid(salon: Bridge) ->
     assert _state(salon) == before  # the whole file is refused: nothing of it is stored
     with salon.client("nora") as dav:
         assert dav.get(CAL + "new-1.ics").status_code == 404
+
+
+def test_a_whole_calendar_put_does_not_wipe_a_mirrored_item(salon: Bridge) -> None:
+    before = _state(salon)
+    with salon.client("nora") as dav:
+        answer = dav.put(CAL, content=_calendar("mine-1", FREE_AGAIN))
+        assert answer.status_code == 403 and "need-privileges" in answer.text, answer.text
+        assert dav.get(CAL + "mine-1.ics").status_code == 404
+    assert _state(salon) == before
+
+
+def test_a_whole_calendar_put_still_replaces_a_calendar_of_client_items(salon: Bridge) -> None:
+    salon.add_calendar("nora", "private", timezone="UTC")
+    with salon.client("nora") as dav:
+        assert dav.put("/dav/nora/private/old.ics", content=_calendar("old-1", FREE_AGAIN)).status_code == 201
+        assert dav.put("/dav/nora/private/", content=_calendar("mine-1", FREE_AGAIN)).status_code in (200, 201, 204)
+        assert dav.get("/dav/nora/private/old.ics").status_code == 404
+        assert dav.get("/dav/nora/private/mine-1.ics").status_code == 200
