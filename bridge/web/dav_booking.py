@@ -2,11 +2,12 @@
 the booking's cancellation and a PUT that moves it as its reschedule, with the booking row, the
 change feed (and so the webhooks) and the customer's mail as for the API.
 
-The provider made the change in their own calendar, so it is not checked against their busy time
-(as when the sync engine follows a booking moved in the external calendar) and the provider gets
-no blind copy. Any other edit of a booking's event (:class:`bridge.booking_edits.EditRefused`) is
-refused with 403 need-privileges; so is every other route to it (a MOVE, a body the gate leaves to
-Radicale), by the store's origin rule.
+The change was made in the provider's own calendar, so a move is not checked against their busy
+time (as when the sync engine follows a booking moved in the external calendar); the mail is the
+API's, blind copy to the owner included when the calendar asks for it (the change may have been
+made by a tenant's admin, not by the owner). Any other edit of a booking's event
+(:class:`bridge.booking_edits.EditRefused`) is refused with 403 need-privileges; so is every other
+route to it (a MOVE, a body the gate leaves to Radicale), by the store's origin rule.
 """
 
 from __future__ import annotations
@@ -106,4 +107,5 @@ class BookingEdits:
         if owner is None:
             return
         confirm_booking_change(session, self._settings, self._keys.get(), booking, calendar, owner, kind,
-                               uid=bookings.event_uid(booking), now=now, previous_start=previous_start)
+                               uid=bookings.event_uid(booking), now=now, previous_start=previous_start,
+                               bcc_provider=calendar.bcc_provider)
