@@ -12,6 +12,7 @@ differ from another.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from bridge.store.errors import BookingItem, ItemRefused, MirroredItem
 
@@ -24,7 +25,7 @@ CONNECTION_PREFIX = "connection:"
 class Writer:
     """Who asks for a write; ``origin`` is what an item it creates is stored as."""
 
-    kind: str  # "client", "importer", "booking" or "connection"
+    kind: Literal["client", "importer", "booking", "connection"]
     connection_id: int | None = None
 
     @property
