@@ -19,7 +19,7 @@ import icalendar
 from sqlalchemy.orm import Session
 
 from bridge import freebusy
-from bridge.store import bookings, items
+from bridge.store import bookings, items, writers
 from bridge.store.index import facts_of
 from bridge.store.models import Booking, Calendar
 from bridge.store.objects import parse_object
@@ -121,7 +121,7 @@ def cancel(session: Session, calendar: Calendar, booking: Booking, now: datetime
     booking.sequence += 1
     booking.modified_at = now
     if items.by_href(session, calendar.id, booking.item_href) is not None:
-        items.remove(session, calendar, booking.item_href)
+        items.delete(session, calendar, booking.item_href, writers.BOOKING)
     return booking
 
 
@@ -166,7 +166,7 @@ def _write_event(session: Session, calendar: Calendar, booking: Booking, now: da
     if parsed is None:  # the renderer writes only what parse_object takes
         raise RuntimeError("a booking rendered to iCalendar that does not parse")
     described = facts_of(parsed.calendar, zoneinfo.ZoneInfo(calendar.timezone), now)
-    items.put(session, calendar, items.NewItem(
+    items.write(session, calendar, items.NewItem(
         href=booking.item_href, uid=parsed.uid, etag=items.etag_of(parsed.text), text=parsed.text,
-        facts=described.facts, origin="booking", occurrences=described.instances,
-        occurrences_until=described.instances_until))
+        facts=described.facts, occurrences=described.instances,
+        occurrences_until=described.instances_until), writers.BOOKING)

@@ -23,10 +23,11 @@ from sqlalchemy.orm import Session
 
 from bridge import expand
 from bridge.ical.zones import parse_calendar
-from bridge.store import calendars, changes, items
-from bridge.store.errors import CalendarProtected, InvalidSyncToken, StoreError
+from bridge.store import calendars, changes, items, writers
+from bridge.store.errors import CalendarProtected, InvalidSyncToken, ItemRefused, NotFound, StoreError
 from bridge.store.index import describe, from_timestamp
 from bridge.store.models import EARLIEST, UNBOUNDED, Calendar, Item, User
+from bridge.store.writers import Writer
 
 if TYPE_CHECKING:
     from bridge.storage_plugin.storage import SqlStorage
@@ -161,14 +162,22 @@ class SqlCollection(radicale_storage.BaseCollection):
     # -- writes -------------------------------------------------------------------------
 
     def upload(self, href: str, item: radicale_item.Item) -> tuple[radicale_item.Item, radicale_item.Item | None]:
+        return self._write(href, item, writers.CLIENT)
+
+    def _write(self, href: str, item: radicale_item.Item,
+               writer: Writer) -> tuple[radicale_item.Item, radicale_item.Item | None]:
+        """Store one item as ``writer``; ``ItemRefused`` (the origin rule) passes through unchanged,
+        for the /dav surface to answer 403 (``bridge.web.dav_refusal``)."""
         calendar = self._require_calendar()
         session = self._session
         text = item.serialize()
         try:
             described = describe(text, item.time_range, calendar.timezone, name=item.name)
-            row, replaced = items.put(session, calendar, items.NewItem(
-                href=href, uid=item.uid, etag=item.etag, text=text, facts=described.facts, origin="client",
-                occurrences=described.instances, occurrences_until=described.instances_until))
+            row, replaced = items.write(session, calendar, items.NewItem(
+                href=href, uid=item.uid, etag=item.etag, text=text, facts=described.facts,
+                occurrences=described.instances, occurrences_until=described.instances_until), writer)
+        except ItemRefused:
+            raise
         except (StoreError, ValueError) as exc:  # ValueError: icalendar or bridge.expand refused it
             raise ValueError(str(exc)) from exc
         self._storage.prune_now_and_then(session, calendar)
@@ -183,7 +192,8 @@ class SqlCollection(radicale_storage.BaseCollection):
             hrefs.append(href)
         return hrefs
 
-    def upsert_by_uid(self, new_items: Iterable[radicale_item.Item]) -> tuple[int, int]:
+    def upsert_by_uid(self, new_items: Iterable[radicale_item.Item],
+                      writer: Writer = writers.IMPORTER) -> tuple[int, int]:
         """Store items, replacing the one with the same UID wherever it is; (created, replaced)."""
         calendar = self._require_calendar()
         created = replaced = 0
@@ -196,7 +206,7 @@ class SqlCollection(radicale_storage.BaseCollection):
                 created += 1
             else:
                 replaced += 1
-            self.upload(href, item)
+            self._write(href, item, writer)
         return created, replaced
 
     def delete(self, href: str | None = None) -> None:
@@ -210,8 +220,8 @@ class SqlCollection(radicale_storage.BaseCollection):
             return
         calendar = self._require_calendar()
         try:
-            items.remove(session, calendar, href)
-        except StoreError as exc:
+            items.delete(session, calendar, href, writers.CLIENT)
+        except NotFound as exc:
             raise radicale_storage.ComponentNotFoundError(href) from exc
         self._storage.prune_now_and_then(session, calendar)
 

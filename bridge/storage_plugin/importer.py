@@ -16,7 +16,9 @@ from bridge.settings import Settings
 from bridge.storage_plugin.checks import InvalidICalendar, checked_components
 from bridge.storage_plugin.collection import SqlCollection
 from bridge.storage_plugin.storage import SqlStorage
+from bridge.store import writers
 from bridge.store.db import Store
+from bridge.store.errors import ItemRefused
 
 _TZID = re.compile(rb";TZID=(\"[^\"]*\"|[^:;]*)")
 _OBJECTS = ("VEVENT", "VTODO", "VJOURNAL")
@@ -76,4 +78,13 @@ def import_calendar(store: Store, settings: Settings, owner: str, slug: str, tex
         collection = next(iter(storage.discover(f"/{owner}/{slug}/")), None)
         if not isinstance(collection, SqlCollection) or collection.calendar_row is None:
             raise NotImportable(f"no calendar /{owner}/{slug}/")
-        return collection.upsert_by_uid(new_items)
+        try:
+            return collection.upsert_by_uid(new_items, writers.IMPORTER)
+        except ItemRefused as exc:  # a UID of a booking or of a connection's event: theirs to change
+            raise NotImportable(f"not importable: an event with the UID of {exc.href!r} belongs to "
+                                f"{_owner_of(exc.origin)} and is not replaced by an import") from exc
+
+
+def _owner_of(origin: str) -> str:
+    return "a booking" if origin == writers.BOOKING_ORIGIN else "a connected calendar"
+

@@ -26,10 +26,10 @@ from bridge.ical.zones import parse_calendar
 from bridge.settings import Settings
 from bridge.storage_plugin.collection import SqlCollection
 from bridge.storage_plugin.paths import split
-from bridge.store import calendars, changes, users
+from bridge.store import calendars, changes, users, writers
 from bridge.store import items as item_store
 from bridge.store.db import Store
-from bridge.store.errors import CalendarLimitReached, CalendarProtected, StoreError
+from bridge.store.errors import CalendarLimitReached, CalendarProtected, ItemRefused, StoreError
 from bridge.store.models import Calendar, User
 
 T = TypeVar("T")
@@ -198,8 +198,10 @@ class SqlStorage(radicale_storage.BaseStorage):
                     raise CalendarProtected(f"{owner.login}/{calendar.slug}")
                 existing = SqlCollection(self, f"{owner.login}/{calendar.slug}", owner, calendar)
                 replaced = {item.href: item for item in existing.get_all() if item.href}
-                item_store.remove_all(session, calendar)
+                item_store.remove_all(session, calendar, writers.CLIENT)
                 calendars.set_props(session, calendar, props or {"tag": calendar.tag})
+        except ItemRefused:
+            raise  # the origin rule: answered 403 by bridge.web.dav_refusal
         except StoreError as exc:
             raise ValueError(str(exc)) from exc
         collection = SqlCollection(self, f"{owner.login}/{calendar.slug}", owner, calendar)
@@ -236,7 +238,9 @@ class SqlStorage(radicale_storage.BaseStorage):
         if row is None:
             raise radicale_storage.ComponentNotFoundError(item.href)
         try:
-            item_store.move(session, row, source_calendar, target_calendar, to_href)
+            item_store.move(session, row, source_calendar, target_calendar, to_href, writers.CLIENT)
+        except ItemRefused:
+            raise  # the origin rule: answered 403 by bridge.web.dav_refusal
         except StoreError as exc:
             raise ValueError(str(exc)) from exc
 

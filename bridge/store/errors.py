@@ -59,3 +59,24 @@ class CalendarLimitReached(StoreError):
         super().__init__(f"a user may have at most {limit} calendars made by CalDAV clients "
                          "(setting mkcalendar_limit); remove one first")
         self.limit = limit
+
+
+class ItemRefused(StoreError):
+    """The writer may not replace, move or delete this item: it belongs to another writer
+    (:mod:`bridge.store.writers` holds the rule). ``destination`` is set when the refused item is
+    the one a move would have replaced."""
+
+    def __init__(self, href: str, origin: str, writer: str, *, destination: bool = False) -> None:
+        super().__init__(f"item {href!r} of origin {origin!r} is not {writer}'s to change")
+        self.href = href
+        self.origin = origin
+        self.writer = writer
+        self.destination = destination
+
+
+class MirroredItem(ItemRefused):
+    """A connection's copy of an external event: only its connection writes it (DESIGN: read-only to clients)."""
+
+
+class BookingItem(ItemRefused):
+    """A booking's event: it changes through the booking (``bridge.bookings``), never as a bare item."""

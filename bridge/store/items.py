@@ -1,21 +1,30 @@
-"""Items: reads by href, UID and time range; writes that record a change in the same transaction."""
+"""Items: reads by href, UID and time range; writes that record a change in the same transaction.
+
+Every writer (the /dav gate, Radicale's storage plugin, the importer, bookings, the sync engine)
+writes through ``write``/``write_checked``, ``delete`` and ``move`` and says who it is
+(:class:`~bridge.store.writers.Writer`); those apply the origin rule of :mod:`bridge.store.writers`.
+``put_checked`` and ``remove`` are the sync engine's, for items it follows as their owner.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Select, bindparam, delete, insert, or_, select, type_coerce, union_all
+from sqlalchemy import Select, bindparam, insert, or_, select, type_coerce, union_all
+from sqlalchemy import delete as delete_rows
 from sqlalchemy.orm import Session
 from sqlalchemy.types import NullType
 
-from bridge.store import changes
+from bridge.store import changes, writers
 from bridge.store.errors import EtagMismatch, ItemExists, NotFound
 from bridge.store.index import UNBOUNDED_CLASS, ItemFacts, class_reach
 from bridge.store.models import EARLIEST, Calendar, Item, Occurrence, UTCDateTime, utcnow
+from bridge.store.writers import Writer
 
 _COPIED = ("tenant_id", "calendar_id", "href", "uid", "etag", "component", "text", "span_start", "span_end",
            "modified_at")
@@ -32,7 +41,7 @@ class NewItem:
     etag: str
     text: str
     facts: ItemFacts
-    origin: str = "client"
+    origin: str = "client"  # set by ``write`` from its writer; read only by ``put_checked``
     # Instances of a recurring event, as (start, end, busy type), complete up to ``occurrences_until``.
     occurrences: Sequence[tuple[datetime, datetime, str | None]] = ()
     occurrences_until: datetime | None = None
@@ -110,24 +119,41 @@ def _earliest_start(start: datetime, klass: int) -> datetime:
     return start - reach if start - EARLIEST > reach else EARLIEST
 
 
-def put(session: Session, calendar: Calendar, new: NewItem, *,
-        if_match: str | None = None) -> tuple[Item, Item | None]:
-    """Create or replace the item at ``new.href``, recording the change.
+def write(session: Session, calendar: Calendar, new: NewItem, writer: Writer, *,
+          if_match: str | None = None) -> tuple[Item, Item | None]:
+    """Create or replace the item at ``new.href`` as ``writer``, recording the change: the one
+    write path of items (the origin rule of :mod:`bridge.store.writers`, the UID's uniqueness in
+    the calendar, the If-Match precondition).
 
-    Returns the stored row and, if one was replaced, a detached copy of its previous state.
+    The stored origin is the writer's (``new.origin`` is not read). Returns the stored row and,
+    if one was replaced, a detached copy of its previous state.
     """
-    holder = href_of_uid(session, calendar.id, new.uid)
-    if holder is not None and holder != new.href:
-        raise ItemExists(new.uid, holder)
     current = by_href(session, calendar.id, new.href)
     if if_match is not None and (current is None or (if_match != "*" and current.etag != if_match)):
         raise EtagMismatch(new.href, if_match, current.etag if current else None)
-    return put_checked(session, calendar, new, current)
+    writers.check(writer, new.href, current.origin if current is not None else None)
+    holder = href_of_uid(session, calendar.id, new.uid)
+    if holder is not None and holder != new.href:
+        raise ItemExists(new.uid, holder)
+    return _store(session, calendar, dataclasses.replace(new, origin=writer.origin), current)
+
+
+def write_checked(session: Session, calendar: Calendar, new: NewItem, writer: Writer,
+                  current: Item | None) -> tuple[Item, Item | None]:
+    """``write`` for a caller that has already read ``current`` (the row at ``new.href``) and
+    checked the UID and preconditions in this transaction (the /dav gate's PUT); the origin rule
+    is still applied here."""
+    writers.check(writer, new.href, current.origin if current is not None else None)
+    return _store(session, calendar, dataclasses.replace(new, origin=writer.origin), current)
 
 
 def put_checked(session: Session, calendar: Calendar, new: NewItem, current: Item | None) -> tuple[Item, Item | None]:
-    """``put`` for a caller that has already read ``current`` (the row at ``new.href``) and
-    checked the UID and preconditions in this transaction: the /dav gate's PUT."""
+    """``write_checked`` as the writer of ``new.origin``: for the sync engine, which applies a remote
+    change to an item it does not own as that item's owner (``bridge.sync.apply``)."""
+    return write_checked(session, calendar, new, writers.for_origin(new.origin), current)
+
+
+def _store(session: Session, calendar: Calendar, new: NewItem, current: Item | None) -> tuple[Item, Item | None]:
     facts = new.facts
     values = {
         "uid": new.uid,
@@ -164,7 +190,7 @@ def put_checked(session: Session, calendar: Calendar, new: NewItem, current: Ite
 
 def _store_occurrences(session: Session, item: Item, new: NewItem, replacing: bool = True) -> None:
     if replacing:
-        session.execute(delete(Occurrence).where(Occurrence.item_id == item.id))
+        session.execute(delete_rows(Occurrence).where(Occurrence.item_id == item.id))
     if new.occurrences:
         session.execute(insert(Occurrence), [
             {"tenant_id": item.tenant_id, "item_id": item.id, "start": start, "end": end, "busy": busy}
@@ -181,30 +207,52 @@ def with_occurrence_in(session: Session, item_ids: Sequence[int], start: datetim
                or_(Occurrence.end > start, Occurrence.start >= start))))
 
 
+def delete(session: Session, calendar: Calendar, href: str, writer: Writer) -> None:
+    """Delete the item at ``href`` as ``writer`` (the origin rule), recording the change;
+    ``NotFound`` if there is none."""
+    current = by_href(session, calendar.id, href)
+    if current is None:
+        raise NotFound("item", href)
+    writers.check(writer, href, current.origin)
+    remove(session, calendar, href)
+
+
 def remove(session: Session, calendar: Calendar, href: str) -> None:
-    deleted = session.execute(delete(Item).where(Item.calendar_id == calendar.id, Item.href == href))
+    """Delete whatever is at ``href``, without the origin rule: for the sync engine removing an item
+    it follows as the item's owner (``bridge.sync.apply``); every other writer uses ``delete``."""
+    deleted = session.execute(delete_rows(Item).where(Item.calendar_id == calendar.id, Item.href == href))
     if deleted.rowcount == 0:  # type: ignore[attr-defined]
         raise NotFound("item", href)
     changes.record(session, calendar, href, deleted=True)
 
 
-def remove_all(session: Session, calendar: Calendar) -> list[str]:
-    """Delete every item of the calendar, recording each deletion."""
+def remove_all(session: Session, calendar: Calendar, writer: Writer) -> list[str]:
+    """Delete every item of the calendar as ``writer``, recording each deletion; nothing at all if
+    one of them is not the writer's to delete (the origin rule)."""
+    foreign = session.execute(select(Item.href, Item.origin).where(
+        Item.calendar_id == calendar.id, Item.origin != writer.origin).limit(1)).first()
+    if foreign is not None:
+        writers.check(writer, foreign.href, foreign.origin)
     hrefs = list(session.scalars(select(Item.href).where(Item.calendar_id == calendar.id)))
-    session.execute(delete(Item).where(Item.calendar_id == calendar.id))
+    session.execute(delete_rows(Item).where(Item.calendar_id == calendar.id))
     for href in hrefs:
         changes.record(session, calendar, href, deleted=True)
     return hrefs
 
 
-def move(session: Session, item: Item, source: Calendar, target: Calendar, to_href: str) -> None:
-    """Move ``item`` to ``target`` under ``to_href``, replacing what is there."""
+def move(session: Session, item: Item, source: Calendar, target: Calendar, to_href: str, writer: Writer) -> None:
+    """Move ``item`` to ``target`` under ``to_href`` as ``writer``, replacing what is there; the origin
+    rule holds for the moved item and for the one it would replace."""
+    writers.check(writer, item.href, item.origin)
     if source.id == target.id and item.href == to_href:
         return
+    replaced = by_href(session, target.id, to_href)
+    if replaced is not None:
+        writers.check(writer, to_href, replaced.origin, destination=True)
     holder = href_of_uid(session, target.id, item.uid)
     if holder is not None and holder != to_href and not (source.id == target.id and holder == item.href):
         raise ItemExists(item.uid, holder)
-    session.execute(delete(Item).where(Item.calendar_id == target.id, Item.href == to_href))
+    session.execute(delete_rows(Item).where(Item.calendar_id == target.id, Item.href == to_href))
     old_href = item.href
     item.calendar_id = target.id
     item.tenant_id = target.tenant_id

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from bridge import adapters
 from bridge.adapters.base import AdapterError, AuthExpired, Channel, RemoteCalendar
 from bridge.secrets import Secrets
-from bridge.store import calendars, channels, connections, items, mappings
+from bridge.store import calendars, channels, connections, items, mappings, writers
 from bridge.store.db import Store
 from bridge.store.models import Calendar, Connection, SyncRun, User
 from bridge.sync import backoff, mirror, push, runlog, scheduler
@@ -264,7 +264,7 @@ def disconnect(session: Session, connection: Connection, *, remove_mirrored: boo
     mirrored = items.of_origin(session, calendar.id, mirror.origin_of(connection))
     for item in mirrored:
         if remove_mirrored:
-            items.remove(session, calendar, item.href)
+            items.delete(session, calendar, item.href, writers.connection(connection.id))
         else:
             item.origin = "client"  # no longer anyone's copy: the owner may change or delete them
     mappings.forget_all(session, connection.id)

@@ -10,7 +10,7 @@ lookup by UID, and a rewrite with unchanged text writes nothing (no change row,
 no new sync token: vdirsyncer #1168 is what happens otherwise).
 
 UID scope. CalDAV wants a UID unique within one calendar collection (RFC 4791
-§4.1; the store enforces UNIQUE(calendar_id, uid) and ``items.put`` raises
+§4.1; the store enforces UNIQUE(calendar_id, uid) and ``items.write`` raises
 ``ItemExists``), while the same UID arriving from two connections of one
 calendar is two items (DESIGN.md). So the UID is stored as the rules produced
 it unless another href of the calendar (another connection, a booking, a
@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session
 
 from bridge import rules
 from bridge.ical.zones import parse_calendar
-from bridge.store import calendars, changes, connections, items, mappings, outbox
+from bridge.store import calendars, changes, connections, items, mappings, outbox, writers
 from bridge.store.errors import NotFound
 from bridge.store.index import facts_of
 from bridge.store.models import Calendar, Connection, Item, User
@@ -227,7 +227,7 @@ def change_options(session: Session, connection: Connection, calendar: Calendar,
         for item in items.of_origin(session, calendar.id, origin_of(connection)):
             kept = rules.ingest(parse_calendar(item.text), after)
             if kept is None:
-                items.remove(session, calendar, item.href)
+                items.delete(session, calendar, item.href, writers.connection(connection.id))
                 mappings.set_local_etag(session, connection.id, item.href, "")
                 removed += 1
             else:
@@ -275,9 +275,10 @@ def _write(session: Session, connection: Connection, calendar: Calendar, href: s
     if current is not None and current.text == parsed.text:
         return current, False
     described = facts_of(parsed.calendar, zoneinfo.ZoneInfo(calendar.timezone), now)
-    item, _ = items.put(session, calendar, items.NewItem(
+    item, _ = items.write(session, calendar, items.NewItem(
         href=href, uid=parsed.uid, etag=items.etag_of(parsed.text), text=parsed.text, facts=described.facts,
-        origin=origin, occurrences=described.instances, occurrences_until=described.instances_until))
+        occurrences=described.instances, occurrences_until=described.instances_until),
+        writers.connection(connection.id))
     return item, True
 
 
@@ -302,7 +303,7 @@ def _remove_own(session: Session, connection: Connection, calendar: Calendar, hr
     if current is None or current.origin != origin_of(connection):
         return False
     try:
-        items.remove(session, calendar, href)
+        items.delete(session, calendar, href, writers.connection(connection.id))
     except NotFound:  # removed by a concurrent writer since we read it
         return False
     return True

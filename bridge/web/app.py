@@ -21,8 +21,9 @@ from bridge.store.db import Store
 from bridge.web.admin import create_admin
 from bridge.web.api import create_api
 from bridge.web.dav import DavGate
+from bridge.web.dav_booking import BookingEdits
 from bridge.web.dav_collection import CalendarGuard
-from bridge.web.dav_guard import MirroredGuard
+from bridge.web.dav_move import MoveCheck
 from bridge.web.dav_put import ItemPut
 from bridge.web.dav_query import ExpandQuery
 from bridge.web.dav_report import FreeBusyReport
@@ -37,12 +38,13 @@ def create_app(settings: Settings, store: Store | None = None) -> Starlette:
     """The web app; ``store`` is created from the settings unless one is passed (tests share one)."""
     store = store or Store(settings.effective_database_url, pool_size=settings.db_pool_size)
     radicale = build_radicale(settings, store)
+    booking_edits = BookingEdits(store, settings, radicale.auth, radicale.rights)
     dav = DavGate(WSGIMiddleware(radicale.app, workers=max(4, settings.db_pool_size)),  # type: ignore[arg-type]
                   max_body_bytes=settings.max_body_bytes,
-                  item_put=ItemPut(store, settings, radicale.auth, radicale.rights),
+                  item_put=ItemPut(store, settings, radicale.auth, radicale.rights, booking_edits),
                   free_busy=FreeBusyReport(store, settings, radicale.auth, radicale.rights),
                   expand_query=ExpandQuery(store, radicale.auth, radicale.rights),
-                  guard=MirroredGuard(store, radicale.auth, radicale.rights),
+                  booking_edits=booking_edits, move_check=MoveCheck(store, radicale.auth, radicale.rights),
                   calendar_guard=CalendarGuard(store, settings, radicale.auth, radicale.rights))
 
     async def well_known(request: Request) -> Response:

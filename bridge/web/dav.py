@@ -1,7 +1,10 @@
 """The pure-ASGI gate in front of Radicale at /dav.
 
-It answers a plain PUT of a calendar object (``bridge.web.dav_put``), a free-busy-query
-(``bridge.web.dav_report``) and a calendar-query with expand (``bridge.web.dav_query``) itself. It enforces
+It answers a plain PUT of a calendar object (``bridge.web.dav_put``), the DELETE of a booking's
+event (``bridge.web.dav_booking``: the booking is cancelled), a free-busy-query
+(``bridge.web.dav_report``) and a calendar-query with expand (``bridge.web.dav_query``) itself.
+Writes of items the writer may not change are refused by the store, whichever route they take,
+and answered 403 in one place (``bridge.web.dav_refusal``). It enforces
 the body size limit (413), refuses XML with a DTD or entities
 without expanding them, and when Radicale refuses an iCalendar PUT with a bare
 400, replaces that answer with the reason from Radicale's own checks (only a
@@ -26,8 +29,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.storage_plugin.checks import InvalidICalendar, checked_components
 from bridge.web.dav_answer import Answer
+from bridge.web.dav_booking import BookingEdits
 from bridge.web.dav_collection import WHOLE_CALENDAR_METHODS, CalendarGuard
-from bridge.web.dav_guard import MirroredGuard
+from bridge.web.dav_move import MoveCheck
 from bridge.web.dav_put import ItemPut
 from bridge.web.dav_query import ExpandQuery
 from bridge.web.dav_report import FreeBusyReport
@@ -42,9 +46,11 @@ class BodyTooLarge(Exception):
 class DavGate:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, item_put: ItemPut | None = None,
                  free_busy: FreeBusyReport | None = None, expand_query: ExpandQuery | None = None,
-                 guard: MirroredGuard | None = None, calendar_guard: CalendarGuard | None = None) -> None:
+                 booking_edits: BookingEdits | None = None, move_check: MoveCheck | None = None,
+                 calendar_guard: CalendarGuard | None = None) -> None:
         self.app = app
-        self.guard = guard
+        self.booking_edits = booking_edits
+        self.move_check = move_check
         self.calendar_guard = calendar_guard
         self.max_body_bytes = max_body_bytes
         self.item_put = item_put
@@ -88,8 +94,13 @@ class DavGate:
             if answer is not None:
                 await _send_answer(send, answer)
                 return
-        if scope["method"] in ("DELETE", "MOVE") and self.guard is not None:
-            answer = await run_in_threadpool(self.guard.answer, scope["method"], path, headers, root)
+        if scope["method"] == "DELETE" and self.booking_edits is not None:
+            answer = await run_in_threadpool(self.booking_edits.delete, path, headers, root)
+            if answer is not None:
+                await _send_answer(send, answer)
+                return
+        if scope["method"] == "MOVE" and self.move_check is not None:
+            answer = await run_in_threadpool(self.move_check.answer, path, headers, root)
             if answer is not None:
                 await _send_answer(send, answer)
                 return

@@ -4,7 +4,7 @@ A DELETE of a calendar, or a PUT of a whole calendar over it, ends every item in
 Calendar's "Delete calendar" is one click. A calendar made with the command line, the API or the
 admin page, or one holding bookings or connections, is removed only there (bridge.removal says
 first what that ends), so the gate refuses both with 403 ``DAV:need-privileges``, as it refuses
-writes to mirrored items (:func:`bridge.web.dav_guard.need_privileges`). A calendar a client made
+writes to mirrored items (:func:`bridge.web.dav_refusal.refusal`). A calendar a client made
 itself with MKCALENDAR stays the client's to delete while it holds neither.
 
 Clients may make only ``mkcalendar_limit`` calendars per user (MKCALENDAR, extended MKCOL, or a
@@ -27,7 +27,7 @@ from bridge.store.db import Store
 from bridge.store.errors import CalendarLimitReached
 from bridge.web.dav_access import authenticated, may
 from bridge.web.dav_answer import Answer
-from bridge.web.dav_guard import need_privileges
+from bridge.web.dav_refusal import refusal as need_privileges
 
 WHOLE_CALENDAR_METHODS = frozenset({"DELETE", "PUT", "MKCALENDAR", "MKCOL"})
 

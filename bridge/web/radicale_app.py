@@ -9,15 +9,45 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import radicale
 from radicale import config as radicale_config
+from radicale import types
 
 from bridge.settings import Settings
 from bridge.storage_plugin.auth import SqlAuth
 from bridge.storage_plugin.rights import SqlRights
 from bridge.storage_plugin.storage import SqlStorage
 from bridge.store.db import Store
+from bridge.store.errors import ItemRefused
+from bridge.web.dav_refusal import radicale_refusal
+
+
+class _Radicale(radicale.Application):
+    """Radicale whose item writes that the store's origin rule refuses (a client over a mirrored
+    item or a booking's event, by PUT, DELETE or MOVE) answer 403 need-privileges, not 500."""
+
+    def do_PUT(self, environ: types.WSGIEnviron, base_prefix: str, path: str, user: str,
+               user_groups: set[str], request_info: dict[str, Any]) -> types.WSGIResponse:
+        try:
+            return super().do_PUT(environ, base_prefix, path, user, user_groups, request_info)
+        except ItemRefused as refused:
+            return radicale_refusal(refused, environ, base_prefix, path)
+
+    def do_DELETE(self, environ: types.WSGIEnviron, base_prefix: str, path: str, user: str,
+                  user_groups: set[str], request_info: dict[str, Any]) -> types.WSGIResponse:
+        try:
+            return super().do_DELETE(environ, base_prefix, path, user, user_groups, request_info)
+        except ItemRefused as refused:
+            return radicale_refusal(refused, environ, base_prefix, path)
+
+    def do_MOVE(self, environ: types.WSGIEnviron, base_prefix: str, path: str, user: str,
+                user_groups: set[str], request_info: dict[str, Any]) -> types.WSGIResponse:
+        try:
+            return super().do_MOVE(environ, base_prefix, path, user, user_groups, request_info)
+        except ItemRefused as refused:
+            return radicale_refusal(refused, environ, base_prefix, path)
 
 
 @dataclass(frozen=True)
@@ -55,4 +85,4 @@ def build_radicale(settings: Settings, store: Store) -> RadicaleParts:
     rights = SqlRights(store, configuration)
     # Radicale's info and warning lines name users, paths and client addresses: keep them out.
     logging.getLogger("radicale").setLevel(logging.ERROR)
-    return RadicaleParts(radicale.Application(configuration), auth, rights)
+    return RadicaleParts(_Radicale(configuration), auth, rights)

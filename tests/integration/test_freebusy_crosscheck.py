@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge import freebusy
-from bridge.store import calendars, items, migrate, users
+from bridge.store import calendars, items, migrate, users, writers
 from bridge.store.db import Store
 from bridge.store.index import facts_of
 from tests.unit.test_expand_hypothesis import moments, reference, resources
@@ -70,9 +70,9 @@ def test_busy_periods_from_the_store_agree_with_recurring_ical_events(
         described = facts_of(resource, tz, WRITTEN_AT)
         text = resource.to_ical().decode()
         uid = str(next(c for c in resource.subcomponents if c.name == "VEVENT")["UID"])
-        items.put(session, calendar, items.NewItem(
+        items.write(session, calendar, items.NewItem(
             href="x.ics", uid=uid, etag=items.etag_of(text), text=text, facts=described.facts,
-            occurrences=described.instances, occurrences_until=described.instances_until))
+            occurrences=described.instances, occurrences_until=described.instances_until), writers.CLIENT)
         found = freebusy.busy_periods(session, [calendar], start, end)[calendar.id]
     ours = Counter((p.start, p.end, p.busy) for p in found)
     assert ours == _busy_reference(resource, tz, start, end), text
@@ -90,8 +90,8 @@ def test_a_series_too_dense_to_list_counts_as_busy_not_free(shared_store: Store)
         calendar = calendars.create_calendar(session, owner, "dense", timezone="UTC")
         described = facts_of(dense, ZoneInfo("UTC"), WRITTEN_AT)
         text = dense.to_ical().decode()
-        items.put(session, calendar, items.NewItem(
+        items.write(session, calendar, items.NewItem(
             href="dense.ics", uid="dense", etag=items.etag_of(text), text=text, facts=described.facts,
-            occurrences=described.instances, occurrences_until=described.instances_until))
+            occurrences=described.instances, occurrences_until=described.instances_until), writers.CLIENT)
         found = freebusy.busy_periods(session, [calendar], start, end)[calendar.id]
     assert [(p.start, p.end) for p in found] == [(start, end)]

@@ -14,7 +14,7 @@ import icalendar
 import pytest
 
 from bridge import freebusy
-from bridge.store import calendars, items, users
+from bridge.store import calendars, items, users, writers
 from bridge.store.db import Store
 from bridge.store.index import facts_of
 from bridge.store.models import EARLIEST, UNBOUNDED
@@ -39,9 +39,9 @@ def test_stored_times_round_trip_and_order_like_instants(store: Store) -> None:
 
 def _put(session: Any, calendar: Any, name: str, text: str, origin: str = "client") -> None:
     described = facts_of(icalendar.Calendar.from_ical(text), ZoneInfo(calendar.timezone), WRITTEN_AT)
-    items.put(session, calendar, items.NewItem(
-        href=f"{name}.ics", uid=name, etag=items.etag_of(text), text=text, facts=described.facts, origin=origin,
-        occurrences=described.instances, occurrences_until=described.instances_until))
+    items.write(session, calendar, items.NewItem(
+        href=f"{name}.ics", uid=name, etag=items.etag_of(text), text=text, facts=described.facts,
+        occurrences=described.instances, occurrences_until=described.instances_until), writers.for_origin(origin))
 
 
 def _reference(busy: dict[int, list[freebusy.BusyPeriod]], ids: list[int], start: datetime, end: datetime,

@@ -18,7 +18,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from bridge import rules
-from bridge.store import calendars, connections, items, users
+from bridge.store import calendars, connections, items, users, writers
 from bridge.store.db import Store
 from bridge.store.index import facts_of
 from bridge.store.models import Calendar, Change, Connection, Item, Occurrence, User
@@ -127,8 +127,8 @@ class World:
         text = event(body, uid).to_ical().decode()
         with self.write() as (session, _connection, calendar, _owner):
             facts = facts_of(icalendar.Calendar.from_ical(text), ZoneInfo(calendar.timezone), NOW)
-            items.put(session, calendar, items.NewItem(href=href, uid=uid, etag=items.etag_of(text), text=text,
-                                                       facts=facts.facts))
+            items.write(session, calendar, items.NewItem(href=href, uid=uid, etag=items.etag_of(text), text=text,
+                                                         facts=facts.facts), writers.CLIENT)
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bridge import bookings
-from bridge.notify.mirrored import sender_for
-from bridge.notify.notices import queue_booking_mail
+from bridge.notify.booking_changes import confirm_booking_change
 from bridge.store import bookings as booking_store
 from bridge.store import calendars, changes
 from bridge.store.models import Booking, Calendar, User
@@ -94,9 +93,9 @@ def _confirm(api: Api, keys: Keys, session: Session, booking: Booking, calendar:
     """Queue the customer's confirmation of ``kind`` in the change's transaction (none without mail settings)."""
     if not api.settings.mail_enabled:
         return
-    sender = sender_for(session, api.settings, keys.get(), calendar, owner)
-    queue_booking_mail(session, sender, booking, kind, uid=bookings.event_uid(booking), previous_start=previous_start,
-                       bcc_provider=calendar.bcc_provider, now=now)
+    confirm_booking_change(session, api.settings, keys.get(), booking, calendar, owner, kind,
+                           uid=bookings.event_uid(booking), now=now, previous_start=previous_start,
+                           bcc_provider=calendar.bcc_provider)
 
 
 def _create(api: Api, keys: Keys, tenant_id: int, calendar_id: int, wish: bookings.BookingRequest,

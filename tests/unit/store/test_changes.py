@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from radicale import item as radicale_item
 
-from bridge.store import calendars, changes, items, users
+from bridge.store import calendars, changes, items, users, writers
 from bridge.store.db import Store
 from bridge.store.errors import EtagMismatch, InvalidSyncToken, ItemExists
 from bridge.store.index import describe
@@ -42,10 +42,10 @@ def test_each_write_and_delete_gets_the_next_number(store: Store, calendar_id: i
     with store.write() as session:
         calendar = _calendar(session, calendar_id)
         start = changes.token(calendar)
-        items.put(session, calendar, _new("a"))
-        items.put(session, calendar, _new("b"))
-        items.put(session, calendar, _new("a", summary="changed"))
-        items.remove(session, calendar, "b.ics")
+        items.write(session, calendar, _new("a"), writers.CLIENT)
+        items.write(session, calendar, _new("b"), writers.CLIENT)
+        items.write(session, calendar, _new("a", summary="changed"), writers.CLIENT)
+        items.delete(session, calendar, "b.ics", writers.CLIENT)
         assert calendar.change_counter == 4
     with store.read() as session:
         calendar = _calendar(session, calendar_id)
@@ -56,11 +56,12 @@ def test_each_write_and_delete_gets_the_next_number(store: Store, calendar_id: i
 
 def test_uid_conflict_and_etag_mismatch_change_nothing(store: Store, calendar_id: int) -> None:
     with store.write() as session:
-        items.put(session, _calendar(session, calendar_id), _new("a"))
+        items.write(session, _calendar(session, calendar_id), _new("a"), writers.CLIENT)
     with pytest.raises(ItemExists), store.write() as session:
-        items.put(session, _calendar(session, calendar_id), _new("a", href="other.ics"))
+        items.write(session, _calendar(session, calendar_id), _new("a", href="other.ics"), writers.CLIENT)
     with pytest.raises(EtagMismatch), store.write() as session:
-        items.put(session, _calendar(session, calendar_id), _new("a", summary="y"), if_match='"stale"')
+        items.write(session, _calendar(session, calendar_id), _new("a", summary="y"), writers.CLIENT,
+                    if_match='"stale"')
     with store.read() as session:
         assert _calendar(session, calendar_id).change_counter == 1
 
@@ -68,10 +69,10 @@ def test_uid_conflict_and_etag_mismatch_change_nothing(store: Store, calendar_id
 def test_tokens_of_other_calendars_future_or_pruned_are_invalid(store: Store, calendar_id: int) -> None:
     with store.write() as session:
         calendar = _calendar(session, calendar_id)
-        items.put(session, calendar, _new("a"))
+        items.write(session, calendar, _new("a"), writers.CLIENT)
         old = changes.token(calendar)
-        items.put(session, calendar, _new("b"))
-        items.put(session, calendar, _new("c"))
+        items.write(session, calendar, _new("b"), writers.CLIENT)
+        items.write(session, calendar, _new("c"), writers.CLIENT)
     with store.write() as session:
         calendar = _calendar(session, calendar_id)
         for bad in ("garbage", changes.token(calendar).replace(calendar.sync_epoch, "000000000000"),
