@@ -50,11 +50,22 @@ direction allows pushing, and a conflict only acknowledges the remote version in
 is a copy: a remote change to an owned item is overwritten (``PushUpdate``, no Conflict entry),
 a remote deletion re-creates it (``ForgetMapping`` then ``PushCreate``); nothing is cancelled here.
 
-Fail closed. Deletions here (:class:`MirrorDelete`, :class:`CancelOwned`) are held, listed in
-``Plan.held_deletions`` and absent from ``Plan.actions``, when a complete listing is empty, or when
-there are more than ``max(min_delete_count, max_delete_share * len(mappings))`` of them, unless
-``confirm_deletions``; every other action still runs. The engine must not save the fetched state
-of a held run (an incremental delta would not report those deletions again).
+Fail closed, per direction. Deletions are held, listed in ``Plan.held_deletions`` and absent from
+``Plan.actions``, unless ``confirm_deletions``; every other action still runs. Each direction is
+judged on its own, against what its side holds, so a wipe on one side cannot hide behind the
+size of the other, and a hold of one direction lets the other's deletions through:
+
+- inbound, deletions here (:class:`MirrorDelete`, :class:`CancelOwned`): held when a complete
+  listing is empty, or when there are more than ``max(min_delete_count, max_delete_share *
+  len(mappings))`` of them (every mapped event is something the external calendar held);
+- outbound, deletions there (:class:`PushDelete` of a mapped item): held when there are more than
+  ``max(min_delete_count, max_delete_share * pushed)``, ``pushed`` being the mappings owned
+  ``local`` (what we pushed), so a CalDAV client deleting the calendar's items cannot empty the
+  practitioner's external calendar, while a single cancelled booking still goes out. Deleting an
+  orphan of our own push (no mapping, no item) removes nothing anyone pushed on purpose: never held.
+
+The engine must not save the fetched state of a held run (an incremental delta would not report
+remote deletions again; the local deletions are seen again anyway: the mappings stay).
 
 What a plan cannot see: changes to events outside the window when the listing is complete. A push
 to such an event may meet ``RemoteNotFound`` (forget the mapping) or ``PreconditionFailed`` (a
@@ -281,7 +292,7 @@ class Conflict:
 
 Action: TypeAlias = (MirrorCreate | MirrorUpdate | MirrorDelete | ApplyRemoteToOwned | CancelOwned | PushCreate
                      | PushUpdate | PushDelete | ForgetMapping | UpdateMapping | LinkMapping | Conflict)
-Deletion: TypeAlias = MirrorDelete | CancelOwned
+Deletion: TypeAlias = MirrorDelete | CancelOwned | PushDelete
 
 
 @dataclass(frozen=True)
@@ -291,7 +302,8 @@ class Plan:
     actions: tuple[Action, ...] = ()
     held: bool = False
     held_deletions: tuple[Deletion, ...] = ()
-    delete_limit: float = field(default=0.0, compare=False)
+    delete_limit: float = field(default=0.0, compare=False)  # inbound
+    push_delete_limit: float = field(default=0.0, compare=False)  # outbound
 
     @property
     def is_empty(self) -> bool:
@@ -318,13 +330,23 @@ def plan(remote: RemoteSide, local_items: Iterable[LocalItem], mappings: Iterabl
     planner.unmapped_remote()
     planner.unmapped_local()
     actions = planner.actions
-    deletions = tuple(action for action in actions if isinstance(action, MirrorDelete | CancelOwned))
     limit = max(float(min_delete_count), max_delete_share * len(rows))
+    pushed = sum(1 for row in rows if row.owner == "local")
+    push_limit = max(float(min_delete_count), max_delete_share * pushed)
+    inbound = [action for action in actions if isinstance(action, MirrorDelete | CancelOwned)]
+    outbound = [action for action in actions if isinstance(action, PushDelete) and action.item_href is not None]
     suspicious_empty = remote.complete and not remote.changed
-    if deletions and not confirm_deletions and (suspicious_empty or len(deletions) > limit):
-        kept = tuple(action for action in actions if not isinstance(action, MirrorDelete | CancelOwned))
-        return Plan(kept, True, deletions, limit)
-    return Plan(tuple(actions), False, (), limit)
+    held: set[int] = set()  # ids of the held actions
+    if not confirm_deletions:
+        if inbound and (suspicious_empty or len(inbound) > limit):
+            held.update(map(id, inbound))
+        if len(outbound) > push_limit:
+            held.update(map(id, outbound))
+    if not held:
+        return Plan(tuple(actions), False, (), limit, push_limit)
+    kept = tuple(action for action in actions if id(action) not in held)
+    deletions = tuple(action for action in actions if isinstance(action, Deletion) and id(action) in held)
+    return Plan(kept, True, deletions, limit, push_limit)
 
 
 def _overlaps(start: datetime, end: datetime | None, window: Window) -> bool:

@@ -274,6 +274,73 @@ def test_confirmed_deletions_are_not_held() -> None:
     assert result.actions == (MirrorDelete("e1", "m-e1.ics", notify=True),)
 
 
+def pushed_bookings(count: int) -> tuple[list[LocalItem], list[MappingRow]]:
+    return [item(f"b{n}.ics") for n in range(count)], [row(f"b{n}.ics", f"p{n}") for n in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("pushed", "deleted", "held"),
+    [
+        pytest.param(12, 1, False, id="one-cancelled-booking-goes-out"),
+        pytest.param(12, 10, False, id="10-is-the-minimum"),
+        pytest.param(12, 11, True, id="11-of-12"),
+        pytest.param(12, 12, True, id="all-of-them"),
+        pytest.param(40, 20, False, id="half-of-40"),
+        pytest.param(40, 21, True, id="21-of-40"),
+    ],
+)
+def test_a_mass_deletion_here_is_held_from_the_external_calendar(pushed: int, deleted: int, held: bool) -> None:
+    items, rows = pushed_bookings(pushed)
+    result = run(side(), items[deleted:] + [item("new.ics")], rows)
+    deletions = [action for action in result.actions if isinstance(action, PushDelete)]
+    assert result.held is held
+    assert len(deletions) == (0 if held else deleted)
+    assert set(result.held_deletions) == ({PushDelete(f"p{n}", "r1", f"b{n}.ics") for n in range(deleted)}
+                                          if held else set())
+    assert PushCreate("new.ics", push_key(CONN, "new.ics")) in result.actions
+
+
+def test_the_outbound_share_is_of_what_was_pushed_not_of_every_mapping() -> None:
+    items, rows = pushed_bookings(12)
+    items += [mirrored(f"e{n}") for n in range(30)]
+    rows += [mirror_row(f"e{n}") for n in range(30)]
+    result = run(side(), items[11:], rows)  # 11 of 12 pushed bookings deleted: 11 of 42 mappings
+    assert result.held and len(result.held_deletions) == 11
+    assert result.push_delete_limit == 10 and result.delete_limit == 21
+
+
+def test_each_direction_is_held_on_its_own() -> None:
+    items, rows = pushed_bookings(12)
+    items += [mirrored(f"e{n}") for n in range(14)]
+    rows += [mirror_row(f"e{n}") for n in range(14)]
+    wiped_here = run(side(deleted=["e0"]), items[12:], rows)
+    assert wiped_here.actions == (MirrorDelete("e0", "m-e0.ics", notify=True),)
+    assert {type(action) for action in wiped_here.held_deletions} == {PushDelete}
+    wiped_there = run(side(deleted=[f"e{n}" for n in range(14)]), items[1:], rows)  # 14 of 26 mappings
+    assert wiped_there.actions == (PushDelete("p0", "r1", "b0.ics"),)
+    assert {type(action) for action in wiped_there.held_deletions} == {MirrorDelete}
+    both = run(side(deleted=[f"e{n}" for n in range(14)]), items[12:], rows)
+    assert both.actions == () and len(both.held_deletions) == 26
+
+
+def test_orphans_of_our_own_push_are_deleted_however_many() -> None:
+    listing = {f"o{n}": version(key=push_key(CONN, f"gone{n}.ics")) for n in range(20)}
+    result = run(side(listing), [], [])
+    assert not result.held and len(result.actions) == 20
+
+
+def test_confirmed_outbound_deletions_are_not_held() -> None:
+    _, rows = pushed_bookings(12)
+    result = run(side(), [], rows, confirm_deletions=True)
+    assert not result.held
+    assert set(result.actions) == {PushDelete(f"p{n}", "r1", f"b{n}.ics") for n in range(12)}
+
+
+def test_an_inbound_connection_holds_no_deletion_it_would_not_make() -> None:
+    _, rows = pushed_bookings(12)
+    assert run(side(), [], rows, direction="inbound") == Plan()
+
+
 def test_a_baseline_notifies_no_one_and_reingests_every_listed_event() -> None:
     items = [mirrored("e1"), mirrored("e2"), item("b.ics")]
     rows = [mirror_row("e1"), mirror_row("e2"), row("b.ics", "e3")]
@@ -625,13 +692,16 @@ def test_a_baseline_plan_never_notifies(given: Inputs) -> None:
 @given(inputs())
 def test_no_plan_deletes_more_than_the_threshold_unless_held(given: Inputs) -> None:
     result = given.plan()
-    deletions = [a for a in result.actions if isinstance(a, MirrorDelete | CancelOwned)]
-    limit = max(given.min_delete_count, given.max_delete_share * len(given.rows))
-    if result.held:
-        assert not deletions and result.held_deletions
-    else:
-        assert len(deletions) <= limit
-        assert not result.held_deletions
+    assert result.held is bool(result.held_deletions)
+    pushed = sum(1 for r in given.rows if r.owner == "local")
+    for kinds, limit in (((MirrorDelete, CancelOwned), max(given.min_delete_count,
+                                                           given.max_delete_share * len(given.rows))),
+                         ((PushDelete,), max(given.min_delete_count, given.max_delete_share * pushed))):
+        applied = [a for a in result.actions if isinstance(a, kinds) and a.item_href is not None]
+        held = [a for a in result.held_deletions if isinstance(a, kinds)]
+        assert len(applied) <= limit
+        assert not (applied and held), "a direction is held as a whole"
+    assert all(a.item_href is not None for a in result.held_deletions if isinstance(a, PushDelete))
 
 
 @FAST
