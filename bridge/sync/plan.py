@@ -67,6 +67,15 @@ size of the other, and a hold of one direction lets the other's deletions throug
 The engine must not save the fetched state of a held run (an incremental delta would not report
 remote deletions again; the local deletions are seen again anyway: the mappings stay).
 
+Versions. Every action that changes an item or a booking here (:class:`MirrorCreate`,
+:class:`MirrorUpdate`, :class:`MirrorDelete`, :class:`ApplyRemoteToOwned`, :class:`CancelOwned`)
+carries ``seen``, the :class:`LocalVersion` of its href the plan was made from: the item's etag (""
+when there was none) and, for a booking, its state. The applier compares it inside the write
+transaction and skips the action when it moved (a CalDAV or API write made while the run was in
+flight): the run then must not save its state, so the next run plans the remote change again,
+against what is here now. Actions that only push (their content is read at apply time) or only
+touch the mapping (a moved etag shows as a change to the next plan) carry none.
+
 What a plan cannot see: changes to events outside the window when the listing is complete. A push
 to such an event may meet ``RemoteNotFound`` (forget the mapping) or ``PreconditionFailed`` (a
 conflict the plan missed: the owner, here, wins all the same). And a complete listing cannot tell
@@ -140,7 +149,8 @@ class RemoteSide:
 
 @dataclass(frozen=True)
 class LocalItem:
-    """An item of the calendar: href, etag, content hash, origin, span (UTC; end None = open-ended)."""
+    """An item of the calendar: href, etag, content hash, origin, span (UTC; end None = open-ended),
+    and the state of the booking behind it (None: not a booking)."""
 
     href: str
     etag: str
@@ -148,6 +158,24 @@ class LocalItem:
     origin: str  # booking | client | connection:<id>
     start: datetime
     end: datetime | None
+    booking: str | None = None
+
+
+@dataclass(frozen=True)
+class LocalVersion:
+    """What an action that writes here was planned against (module docstring, Versions): the item's
+    etag, "" when its href held no item, and the state of its booking, if it is one."""
+
+    etag: str = ""
+    booking: str | None = None
+
+
+NO_ITEM = LocalVersion()
+
+
+def version_of(item: LocalItem | None) -> LocalVersion:
+    """The version an action on this item (None: none at its href) is planned against."""
+    return NO_ITEM if item is None else LocalVersion(item.etag, item.booking)
 
 
 @dataclass(frozen=True)
@@ -173,6 +201,7 @@ class MirrorCreate:
     remote_id: str
     item_href: str
     notify: bool = False
+    seen: LocalVersion = NO_ITEM
 
 
 @dataclass(frozen=True)
@@ -182,6 +211,7 @@ class MirrorUpdate:
     remote_id: str
     item_href: str
     notify: bool = False
+    seen: LocalVersion = NO_ITEM
 
 
 @dataclass(frozen=True)
@@ -191,6 +221,7 @@ class MirrorDelete:
     remote_id: str | None
     item_href: str
     notify: bool = False
+    seen: LocalVersion = NO_ITEM
 
 
 @dataclass(frozen=True)
@@ -201,6 +232,7 @@ class ApplyRemoteToOwned:
     remote_id: str
     item_href: str
     notify: bool = False
+    seen: LocalVersion = NO_ITEM
 
 
 @dataclass(frozen=True)
@@ -212,6 +244,7 @@ class CancelOwned:
     remote_id: str
     item_href: str
     notify: bool = False
+    seen: LocalVersion = NO_ITEM
 
 
 @dataclass(frozen=True)
@@ -389,6 +422,10 @@ class _Planner:
         owner = "remote" if item.origin == self.origin else "local"
         return item if owner == row.owner else None
 
+    def _seen(self, href: str) -> LocalVersion:
+        """The version of whatever item is at ``href`` (of any origin given), as the applier will find it."""
+        return version_of(self.local.get(href))
+
     def _in_window(self, start: datetime, end: datetime | None) -> bool:
         return _overlaps(start, end, self.remote.window)
 
@@ -422,16 +459,16 @@ class _Planner:
             if item is None:
                 self.actions.append(ForgetMapping(href, rid))
             else:
-                self.actions.append(MirrorDelete(rid, href, self.notify))
+                self.actions.append(MirrorDelete(rid, href, self.notify, self._seen(href)))
             return
         if listed is None:
             return
         if _changed(listed.etag, listed.content_hash, row.remote_etag, row.content_hash):
             if item is not None and row.local_etag and item.etag != row.local_etag:
                 self.actions.append(Conflict(href, rid, "remote"))
-            self.actions.append(MirrorUpdate(rid, href, self.notify))
+            self.actions.append(MirrorUpdate(rid, href, self.notify, self._seen(href)))
         elif self.baseline:
-            self.actions.append(MirrorUpdate(rid, href, False))
+            self.actions.append(MirrorUpdate(rid, href, False, self._seen(href)))
         elif listed.etag != row.remote_etag:
             self.actions.append(UpdateMapping(href, rid, listed.etag, row.local_etag, row.content_hash))
 
@@ -458,7 +495,7 @@ class _Planner:
                 if self.pushing and self._in_window(item.start, item.end):
                     self.actions.append(PushCreate(href, push_key(self.connection_id, href)))
             else:
-                self.actions.append(CancelOwned(rid, href, self.notify))
+                self.actions.append(CancelOwned(rid, href, self.notify, self._seen(href)))
             return
         if local_changed and remote_changed and listed is not None:
             if item.content_hash == listed.content_hash:
@@ -476,7 +513,7 @@ class _Planner:
             if self.outbound:
                 self.actions.append(PushUpdate(href, rid, remote_etag))
             else:
-                self.actions.append(ApplyRemoteToOwned(rid, href, self.notify))
+                self.actions.append(ApplyRemoteToOwned(rid, href, self.notify, self._seen(href)))
         elif remote_etag != row.remote_etag or item.etag != row.local_etag:
             self.actions.append(UpdateMapping(href, rid, remote_etag, item.etag, row.content_hash))
 
@@ -500,7 +537,7 @@ class _Planner:
             existing = self.local.get(href)
             self.claimed.add(href)
             found_again = existing is not None and existing.origin == self.origin
-            self.actions.append(MirrorCreate(rid, href, self.notify and not found_again))
+            self.actions.append(MirrorCreate(rid, href, self.notify and not found_again, self._seen(href)))
 
     def _ours(self, rid: str, version: RemoteVersion, item: LocalItem | None) -> None:
         """An unmapped event this connection pushed: link it to its item, or delete the orphan."""
@@ -524,6 +561,6 @@ class _Planner:
                 continue
             if item.origin == self.origin:
                 if self.mirroring and self.remote.complete:
-                    self.actions.append(MirrorDelete(None, href, False))
+                    self.actions.append(MirrorDelete(None, href, False, self._seen(href)))
             elif self.pushing:
                 self.actions.append(PushCreate(href, push_key(self.connection_id, href)))

@@ -161,6 +161,7 @@ STRINGS: dict[str, dict[str, Any]] = {
         "count_created": "neu", "count_updated": "geändert", "count_deleted": "gelöscht",
         "count_dropped": "ausgelassen",
         "count_conflicts": "Konflikte", "count_errors": "Fehler bei Terminen", "count_held": "angehaltene Löschungen",
+        "count_skipped_stale": "übersprungen (hier zwischendurch geändert, beim nächsten Mal erneut)",
         "held_title": "Angehaltene Löschungen",
         "held_intro": "Der externe Kalender meldete ungewöhnlich viele gelöschte Termine. Zur Sicherheit wurde "
                       "nichts gelöscht. Diese Termine würden entfernt:",
@@ -370,6 +371,7 @@ STRINGS: dict[str, dict[str, Any]] = {
         "count_created": "new", "count_updated": "changed", "count_deleted": "deleted",
         "count_dropped": "left out",
         "count_conflicts": "conflicts", "count_errors": "event errors", "count_held": "held deletions",
+        "count_skipped_stale": "skipped (changed here meanwhile, tried again next time)",
         "held_title": "Held deletions",
         "held_intro": "The external calendar reported unusually many deleted events. To be safe nothing was "
                       "deleted. These events would be removed:",
