@@ -61,8 +61,9 @@ size of the other, and a hold of one direction lets the other's deletions throug
 - outbound, deletions there (:class:`PushDelete` of a mapped item): held when there are more than
   ``max(min_delete_count, max_delete_share * pushed)``, ``pushed`` being the mappings owned
   ``local`` (what we pushed), so a CalDAV client deleting the calendar's items cannot empty the
-  practitioner's external calendar, while a single cancelled booking still goes out. Deleting an
-  orphan of our own push (no mapping, no item) removes nothing anyone pushed on purpose: never held.
+  practitioner's external calendar, while a single cancelled booking still goes out. The
+  ``Conflict`` entry of a held deletion waits with it. Deleting an orphan of our own push (no
+  mapping, no item) removes nothing anyone pushed on purpose: never held.
 
 The engine must not save the fetched state of a held run (an incremental delta would not report
 remote deletions again; the local deletions are seen again anyway: the mappings stay).
@@ -377,8 +378,10 @@ def plan(remote: RemoteSide, local_items: Iterable[LocalItem], mappings: Iterabl
             held.update(map(id, outbound))
     if not held:
         return Plan(tuple(actions), False, (), limit, push_limit)
-    kept = tuple(action for action in actions if id(action) not in held)
     deletions = tuple(action for action in actions if isinstance(action, Deletion) and id(action) in held)
+    waiting = {action.item_href for action in deletions}  # a held deletion's Conflict entry waits with it
+    kept = tuple(action for action in actions
+                 if id(action) not in held and not (isinstance(action, Conflict) and action.item_href in waiting))
     return Plan(kept, True, deletions, limit, push_limit)
 
 

@@ -327,6 +327,15 @@ def test_each_direction_is_held_on_its_own() -> None:
     assert both.actions == () and len(both.held_deletions) == 26
 
 
+def test_a_held_deletion_here_of_an_event_changed_there_logs_its_conflict_only_when_it_runs() -> None:
+    _, rows = pushed_bookings(12)
+    result = run(side({"p0": version("r2", "theirs")}), [], rows)
+    assert result.held and PushDelete("p0", "r2", "b0.ics") in result.held_deletions
+    assert result.actions == ()
+    confirmed = run(side({"p0": version("r2", "theirs")}), [], rows, confirm_deletions=True)
+    assert confirmed.actions[:2] == (Conflict("b0.ics", "p0", "local"), PushDelete("p0", "r2", "b0.ics"))
+
+
 def test_orphans_of_our_own_push_are_deleted_however_many() -> None:
     listing = {f"o{n}": version(key=push_key(CONN, f"gone{n}.ics")) for n in range(20)}
     result = run(side(listing), [], [])
