@@ -4,7 +4,8 @@ Over HTTP against a live calbridge (SQLite and PostgreSQL) with a two-way connec
 Radicale: twelve bookings made through /api/v1 are synced out; a single cancelled booking still goes
 out at once; then a client deletes the bookings' items one by one over /dav. The next sync holds the
 deletions (the external calendar keeps every event), says so in the run log and on the admin page,
-alerts the owner once, and confirming applies them.
+alerts the owner once, and confirming applies them. The same holds for items the client wrote itself
+(which the admin page can only say are still in the external calendar: nothing of them is kept here).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy import select
 from bridge.settings import Settings
 from bridge.store.models import Outbox
 from tests.conftest import Bridge
+from tests.ics import event
 from tests.integration.admin_client import sign_in
 from tests.servers import RADICALE_PASSWORD, RADICALE_USER, DavServer
 
@@ -85,14 +87,19 @@ def alerts(bridge: Bridge) -> list[str]:
         return list(session.scalars(select(Outbox.kind).where(Outbox.kind.like("alert_%"))))
 
 
-def test_a_client_deleting_every_booking_item_does_not_empty_the_external_calendar(
-        praxis: Bridge, remote: DavServer, admin: httpx.Client, engine: httpx.Client) -> None:
+def connect(praxis: Bridge, remote: DavServer, admin: httpx.Client) -> tuple[str, int]:
+    """A two-way connection of Lena's calendar to a fresh calendar of the external Radicale."""
     calendar = remote.new_calendar()
     added = admin.post("/connections", json={
         "calendar": praxis.calendar_id("lena", "praxis"), "provider": "caldav", "url": remote.url,
         "username": RADICALE_USER, "password": RADICALE_PASSWORD, "remote_calendar": calendar, "direction": "both"})
     assert added.status_code == 201, added.text
-    connection_id = added.json()["id"]
+    return calendar, int(added.json()["id"])
+
+
+def test_a_client_deleting_every_booking_item_does_not_empty_the_external_calendar(
+        praxis: Bridge, remote: DavServer, admin: httpx.Client, engine: httpx.Client) -> None:
+    calendar, connection_id = connect(praxis, remote, admin)
     first = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=2)
     booked = []
     for n in range(BOOKINGS):
@@ -142,3 +149,33 @@ def test_a_client_deleting_every_booking_item_does_not_empty_the_external_calend
     assert confirmed["status"] == "ok" and confirmed["counts"]["out"] == {"deleted": BOOKINGS - 1}
     assert remote_events(remote, calendar) == []
     assert sync(admin, connection_id)["status"] == "ok"
+
+
+def test_a_client_deleting_the_items_it_wrote_does_not_empty_the_external_calendar(
+        praxis: Bridge, remote: DavServer, admin: httpx.Client) -> None:
+    calendar, connection_id = connect(praxis, remote, admin)
+    first = datetime.now(UTC).replace(hour=14, minute=0, second=0, microsecond=0) + timedelta(days=2)
+    with praxis.client("lena") as dav:
+        for n in range(BOOKINGS):
+            start = first + timedelta(days=n)
+            body = event(f"termin-{n}@phone", start, start + timedelta(hours=1), summary=f"Termin {n}")
+            assert dav.put(f"/dav/lena/praxis/termin-{n}.ics", content=body,
+                           headers={"Content-Type": "text/calendar"}).status_code == 201
+    assert sync(admin, connection_id)["status"] == "ok"
+    assert len(remote_events(remote, calendar)) == BOOKINGS
+
+    with praxis.client("lena") as dav:  # later the same client "cleans up"
+        for href in dav_items(dav, "/dav/lena/praxis/"):
+            assert dav.delete(href).status_code in (200, 204)
+
+    held = sync(admin, connection_id)
+    assert held["status"] == "held" and held["counts"]["held"] == BOOKINGS
+    assert len(remote_events(remote, calendar)) == BOOKINGS
+    assert alerts(praxis) == ["alert_held"]
+    with sign_in(praxis, "lena") as browser:  # nothing of a client's item is kept here: the page says where it is
+        log = browser.get(f"/connections/{connection_id}/log").text
+    assert "Diese Termine würden dort entfernt" in log
+    assert log.count("(hier gelöscht, im externen Kalender noch vorhanden)") == BOOKINGS
+
+    assert sync(admin, connection_id, confirm_deletions=True)["counts"]["out"] == {"deleted": BOOKINGS}
+    assert remote_events(remote, calendar) == []
