@@ -9,7 +9,9 @@ key, which the next plan links (:class:`~bridge.sync.plan.LinkMapping`) instead 
 Item-level failures (an event the store refuses, a precondition lost to a concurrent change)
 are recorded in the run log and leave the mapping as it was, so the next run tries again;
 failures of the connection itself (authentication, rate limits, network) propagate and end
-the run.
+the run. An action whose item or booking changed here since the plan (:mod:`bridge.sync.versions`)
+is skipped without writing or mailing anything and counted as ``skipped_stale``; the engine then
+saves no state.
 """
 
 from __future__ import annotations
@@ -29,14 +31,14 @@ from bridge.ical.zones import copy_calendar, parse_calendar
 from bridge.notify.mirrored import MirrorNotifier
 from bridge.notify.notices import queue_booking_mail
 from bridge.store import bookings as booking_rows
-from bridge.store import calendars, items, mappings
+from bridge.store import items, mappings
 from bridge.store.db import Store
 from bridge.store.errors import ItemExists, NotFound
 from bridge.store.index import facts_of
 from bridge.store.mappings import MappingValues
 from bridge.store.models import Booking, Calendar, Connection, User
 from bridge.store.objects import parse_object
-from bridge.sync import mirror
+from bridge.sync import mirror, versions
 from bridge.sync.content import content_hash, push_form
 from bridge.sync.plan import (
     Action,
@@ -45,6 +47,7 @@ from bridge.sync.plan import (
     Conflict,
     ForgetMapping,
     LinkMapping,
+    LocalVersion,
     MirrorCreate,
     MirrorDelete,
     MirrorUpdate,
@@ -94,6 +97,9 @@ class Applier:
             if href not in failed:
                 try:
                     self.apply(action)
+                except versions.StaleVersion:
+                    failed.add(href)
+                    self.log.skip_stale(type(action).__name__)
                 except ITEM_ERRORS as exc:
                     failed.add(href)
                     self.log.item_error(type(action).__name__, exc)
@@ -142,10 +148,11 @@ class Applier:
 
     # -- inbound: mirrored events -----------------------------------------------------------------
 
-    def _mirror(self, remote_id: str, item_href: str, created: bool, notify: bool) -> None:
+    def _mirror(self, remote_id: str, item_href: str, created: bool, notify: bool, seen: LocalVersion) -> None:
         event = self._listed(remote_id)
         with self.store.write() as session:
             rows = self._rows(session)
+            versions.check(session, rows.calendar, rows.owner, item_href, seen)
             current = items.by_href(session, rows.calendar.id, item_href)
             etag_before = current.etag if current is not None else None
             stored = mirror.store_remote(session, rows.connection, rows.calendar, rows.owner, event.calendar,
@@ -162,14 +169,15 @@ class Applier:
             self.log.count("in.created" if created else "in.updated")
 
     def _MirrorCreate(self, action: MirrorCreate) -> None:
-        self._mirror(action.remote_id, action.item_href, created=True, notify=action.notify)
+        self._mirror(action.remote_id, action.item_href, created=True, notify=action.notify, seen=action.seen)
 
     def _MirrorUpdate(self, action: MirrorUpdate) -> None:
-        self._mirror(action.remote_id, action.item_href, created=False, notify=action.notify)
+        self._mirror(action.remote_id, action.item_href, created=False, notify=action.notify, seen=action.seen)
 
     def _MirrorDelete(self, action: MirrorDelete) -> None:
         with self.store.write() as session:
             rows = self._rows(session)
+            versions.check(session, rows.calendar, rows.owner, action.item_href, action.seen)
             removed = mirror.remove_item(session, rows.connection, rows.calendar, action.item_href)
             if self.notifier is not None:
                 version = mappings.remote_etag_of(session, self.connection_id, action.item_href) or ""
@@ -185,7 +193,7 @@ class Applier:
         event = self._listed(action.remote_id)
         with self.store.write() as session:
             rows = self._rows(session)
-            calendars.lock_for_write(session, [(rows.owner.login, rows.calendar.slug)])
+            versions.check(session, rows.calendar, rows.owner, action.item_href, action.seen)
             booking = booking_rows.by_item(session, rows.calendar.id, action.item_href)
             if booking is not None:
                 self._follow_booking(session, rows, booking, event, action.notify)
@@ -255,7 +263,7 @@ class Applier:
     def _CancelOwned(self, action: CancelOwned) -> None:
         with self.store.write() as session:
             rows = self._rows(session)
-            calendars.lock_for_write(session, [(rows.owner.login, rows.calendar.slug)])
+            versions.check(session, rows.calendar, rows.owner, action.item_href, action.seen)
             booking = booking_rows.by_item(session, rows.calendar.id, action.item_href)
             if booking is not None:
                 self._cancel_booking(session, rows, booking, action.notify)

@@ -10,9 +10,11 @@
    connection's ``notify_customers`` is on, queues each customer's notice in the transaction of its
    change (:mod:`bridge.notify.mirrored`); a baseline remembers customers and tells no one.
 4. The fetched state is saved only after every action ran and only when no deletion was held
-   (an incremental delta would not report the held deletions again). A run that fails halfway
-   saves nothing either: the next run fetches the same changes, and what was applied already is
-   recognised through the mapping table, so nothing is duplicated or lost.
+   (an incremental delta would not report the held deletions again) and no action was skipped
+   because its item changed here after the plan (:mod:`bridge.sync.versions`; the next run plans
+   that remote change again, against what is here now). A run that fails halfway saves nothing
+   either: the next run fetches the same changes, and what was applied already is recognised
+   through the mapping table, so nothing is duplicated or lost.
 5. The run row gets its status, counts and the number of upstream requests, and the connection
    its next due time (:mod:`bridge.sync.backoff`), in the transaction that queues the alert of a
    connection that just stopped or was held (:mod:`bridge.sync.alerting`).
@@ -54,7 +56,7 @@ from bridge.store import mappings
 from bridge.store.db import Store
 from bridge.store.errors import NotFound
 from bridge.store.models import UNBOUNDED, Calendar, Connection, Item, SyncRun, User
-from bridge.sync import alerting, backoff, push
+from bridge.sync import alerting, backoff, push, versions
 from bridge.sync import checkpoint as checkpoints
 from bridge.sync.apply import Applier
 from bridge.sync.content import content_hash, push_form
@@ -99,6 +101,7 @@ class Engine:
     open_adapter: AdapterOpener = adapters.open_adapter
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     slots: ProviderSlots | None = None  # None: the process's, sized by settings.provider_concurrency
+    on_planned: Callable[[Plan], None] | None = None  # hears each plan before it is applied (a test's seam)
 
     def run(self, connection_id: int, *, trigger: str = "schedule", confirm_deletions: bool = False,
             progress: Progress | None = None) -> RunOutcome:
@@ -207,17 +210,21 @@ class Engine:
         planned_at = self.clock()
         decided, counter = self._plan(job, delta, baseline, confirm)
         for held in decided.held_deletions:
-            runlog.hold(type(held).__name__, held.item_href)
+            runlog.hold(type(held).__name__, held.item_href or "")
         remote = {event.remote_id: event for event in delta.changed}
         applier = Applier(self.store, adapter, job.connection_id, remote, runlog, self.clock, job.sync_zone,
                           self.settings.sync_token_max_age_days, notifier=self._notifier(job, baseline))
-        applier.run(decided.actions, progress)
+        self._apply(applier, decided, progress)
         if decided.held:
             return "held", baseline
+        if runlog.counts["skipped_stale"]:
+            return "partial", baseline
         if runlog.counts["out.created"] and delta.state is not None:
             delta, counter, planned_at, held = self._catch_up(job, adapter, applier, delta.state, confirm)
             if held:
                 return "held", baseline
+            if runlog.counts["skipped_stale"]:
+                return "partial", baseline
         self._save_state(job, delta, baseline, counter, planned_at)
         return ("partial" if runlog.counts["errors"] else "ok"), baseline
 
@@ -248,8 +255,13 @@ class Engine:
         planned_at = self.clock()
         decided, counter = self._plan(job, delta, False, confirm)
         applier.remote = {event.remote_id: event for event in delta.changed}
-        applier.run(decided.actions)
+        self._apply(applier, decided)
         return delta, counter, planned_at, decided.held
+
+    def _apply(self, applier: Applier, decided: Plan, progress: Progress | None = None) -> None:
+        if self.on_planned is not None:
+            self.on_planned(decided)
+        applier.run(decided.actions, progress)
 
     def _nothing_changed_here(self, job: _Job) -> bool:
         with self.store.read() as session:
@@ -265,7 +277,8 @@ class Engine:
             counter = session.scalar(select(Calendar.change_counter).where(Calendar.id == job.calendar_id)) or 0
             rows = mappings.of_connection(session, job.connection_id)
             by_href = {row.item_href: row for row in rows}
-            local = list(_local_items(session, job, by_href, zone))
+            states = versions.booking_states(session, job.calendar_id)
+            local = list(_local_items(session, job, by_href, states, zone))
         changed = {event.remote_id: _version(event, zone, job.window) for event in delta.changed}
         remote = RemoteSide(changed=changed, deleted=frozenset(delta.deleted) - changed.keys(),
                             complete=delta.complete, window=job.window)
@@ -366,10 +379,11 @@ def _version(event: RemoteEvent, zone: zoneinfo.ZoneInfo, window: Window) -> Rem
 
 
 def _local_items(session: Session, job: _Job, mapped: dict[str, mappings.MappingValues],
-                 zone: zoneinfo.ZoneInfo) -> Iterator[LocalItem]:
+                 booking_states: dict[str, str], zone: zoneinfo.ZoneInfo) -> Iterator[LocalItem]:
     """The calendar's owned items and this connection's mirrored ones, not window-filtered (an owned
-    mapped item left out would look deleted here). An item's content hash is computed only where the
-    planner reads it: unmapped items, and mapped ones whose etag moved."""
+    mapped item left out would look deleted here), each with the state of its booking, if any. An
+    item's content hash is computed only where the planner reads it: unmapped items, and mapped ones
+    whose etag moved."""
     origins = [*OWNED_ORIGINS, connection_origin(job.connection_id)]
     query = (select(Item.href, Item.etag, Item.origin, Item.span_start, Item.span_end, Item.id)
              .where(Item.calendar_id == job.calendar_id, Item.origin.in_(origins)))
@@ -383,7 +397,7 @@ def _local_items(session: Session, job: _Job, mapped: dict[str, mappings.Mapping
             text = session.scalar(select(Item.text).where(Item.id == item_id)) or ""
             digest = _owned_hash(text, job.sync_zone, zone)
         yield LocalItem(href=href, etag=etag, content_hash=digest, origin=origin, start=span_start,
-                        end=None if span_end >= UNBOUNDED else span_end)
+                        end=None if span_end >= UNBOUNDED else span_end, booking=booking_states.get(href))
 
 
 def _owned_hash(text: str, sync_zone: str | None, zone: zoneinfo.ZoneInfo) -> str:

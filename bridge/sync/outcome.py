@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
 RunStatus: TypeAlias = Literal["ok", "partial", "held", "failed"]
-"""ok: everything applied; partial: some items failed and are listed in the log;
+"""ok: everything applied; partial: some items failed and are listed in the log, or were skipped because
+they changed here while the run was going (the state is not saved: the next run tries them again);
 held: deletions held back (fail closed), the rest applied; failed: nothing or not all applied
 because the connection itself failed (authentication, network, provider)."""
 

@@ -50,11 +50,32 @@ direction allows pushing, and a conflict only acknowledges the remote version in
 is a copy: a remote change to an owned item is overwritten (``PushUpdate``, no Conflict entry),
 a remote deletion re-creates it (``ForgetMapping`` then ``PushCreate``); nothing is cancelled here.
 
-Fail closed. Deletions here (:class:`MirrorDelete`, :class:`CancelOwned`) are held, listed in
-``Plan.held_deletions`` and absent from ``Plan.actions``, when a complete listing is empty, or when
-there are more than ``max(min_delete_count, max_delete_share * len(mappings))`` of them, unless
-``confirm_deletions``; every other action still runs. The engine must not save the fetched state
-of a held run (an incremental delta would not report those deletions again).
+Fail closed, per direction. Deletions are held, listed in ``Plan.held_deletions`` and absent from
+``Plan.actions``, unless ``confirm_deletions``; every other action still runs. Each direction is
+judged on its own, against what its side holds, so a wipe on one side cannot hide behind the
+size of the other, and a hold of one direction lets the other's deletions through:
+
+- inbound, deletions here (:class:`MirrorDelete`, :class:`CancelOwned`): held when a complete
+  listing is empty, or when there are more than ``max(min_delete_count, max_delete_share *
+  len(mappings))`` of them (every mapped event is something the external calendar held);
+- outbound, deletions there (:class:`PushDelete` of a mapped item): held when there are more than
+  ``max(min_delete_count, max_delete_share * pushed)``, ``pushed`` being the mappings owned
+  ``local`` (what we pushed), so a CalDAV client deleting the calendar's items cannot empty the
+  practitioner's external calendar, while a single cancelled booking still goes out. The
+  ``Conflict`` entry of a held deletion waits with it. Deleting an orphan of our own push (no
+  mapping, no item) removes nothing anyone pushed on purpose: never held.
+
+The engine must not save the fetched state of a held run (an incremental delta would not report
+remote deletions again; the local deletions are seen again anyway: the mappings stay).
+
+Versions. Every action that changes an item or a booking here (:class:`MirrorCreate`,
+:class:`MirrorUpdate`, :class:`MirrorDelete`, :class:`ApplyRemoteToOwned`, :class:`CancelOwned`)
+carries ``seen``, the :class:`LocalVersion` of its href the plan was made from: the item's etag (""
+when there was none) and, for a booking, its state. The applier compares it inside the write
+transaction and skips the action when it moved (a CalDAV or API write made while the run was in
+flight): the run then must not save its state, so the next run plans the remote change again,
+against what is here now. Actions that only push (their content is read at apply time) or only
+touch the mapping (a moved etag shows as a change to the next plan) carry none.
 
 What a plan cannot see: changes to events outside the window when the listing is complete. A push
 to such an event may meet ``RemoteNotFound`` (forget the mapping) or ``PreconditionFailed`` (a
@@ -129,7 +150,8 @@ class RemoteSide:
 
 @dataclass(frozen=True)
 class LocalItem:
-    """An item of the calendar: href, etag, content hash, origin, span (UTC; end None = open-ended)."""
+    """An item of the calendar: href, etag, content hash, origin, span (UTC; end None = open-ended),
+    and the state of the booking behind it (None: not a booking)."""
 
     href: str
     etag: str
@@ -137,6 +159,24 @@ class LocalItem:
     origin: str  # booking | client | connection:<id>
     start: datetime
     end: datetime | None
+    booking: str | None = None
+
+
+@dataclass(frozen=True)
+class LocalVersion:
+    """What an action that writes here was planned against (module docstring, Versions): the item's
+    etag, "" when its href held no item, and the state of its booking, if it is one."""
+
+    etag: str = ""
+    booking: str | None = None
+
+
+NO_ITEM = LocalVersion()
+
+
+def version_of(item: LocalItem | None) -> LocalVersion:
+    """The version an action on this item (None: none at its href) is planned against."""
+    return NO_ITEM if item is None else LocalVersion(item.etag, item.booking)
 
 
 @dataclass(frozen=True)
@@ -162,6 +202,7 @@ class MirrorCreate:
     remote_id: str
     item_href: str
     notify: bool = False
+    seen: LocalVersion = NO_ITEM
 
 
 @dataclass(frozen=True)
@@ -171,6 +212,7 @@ class MirrorUpdate:
     remote_id: str
     item_href: str
     notify: bool = False
+    seen: LocalVersion = NO_ITEM
 
 
 @dataclass(frozen=True)
@@ -180,6 +222,7 @@ class MirrorDelete:
     remote_id: str | None
     item_href: str
     notify: bool = False
+    seen: LocalVersion = NO_ITEM
 
 
 @dataclass(frozen=True)
@@ -190,6 +233,7 @@ class ApplyRemoteToOwned:
     remote_id: str
     item_href: str
     notify: bool = False
+    seen: LocalVersion = NO_ITEM
 
 
 @dataclass(frozen=True)
@@ -201,6 +245,7 @@ class CancelOwned:
     remote_id: str
     item_href: str
     notify: bool = False
+    seen: LocalVersion = NO_ITEM
 
 
 @dataclass(frozen=True)
@@ -281,7 +326,7 @@ class Conflict:
 
 Action: TypeAlias = (MirrorCreate | MirrorUpdate | MirrorDelete | ApplyRemoteToOwned | CancelOwned | PushCreate
                      | PushUpdate | PushDelete | ForgetMapping | UpdateMapping | LinkMapping | Conflict)
-Deletion: TypeAlias = MirrorDelete | CancelOwned
+Deletion: TypeAlias = MirrorDelete | CancelOwned | PushDelete
 
 
 @dataclass(frozen=True)
@@ -291,7 +336,8 @@ class Plan:
     actions: tuple[Action, ...] = ()
     held: bool = False
     held_deletions: tuple[Deletion, ...] = ()
-    delete_limit: float = field(default=0.0, compare=False)
+    delete_limit: float = field(default=0.0, compare=False)  # inbound
+    push_delete_limit: float = field(default=0.0, compare=False)  # outbound
 
     @property
     def is_empty(self) -> bool:
@@ -318,13 +364,25 @@ def plan(remote: RemoteSide, local_items: Iterable[LocalItem], mappings: Iterabl
     planner.unmapped_remote()
     planner.unmapped_local()
     actions = planner.actions
-    deletions = tuple(action for action in actions if isinstance(action, MirrorDelete | CancelOwned))
     limit = max(float(min_delete_count), max_delete_share * len(rows))
+    pushed = sum(1 for row in rows if row.owner == "local")
+    push_limit = max(float(min_delete_count), max_delete_share * pushed)
+    inbound = [action for action in actions if isinstance(action, MirrorDelete | CancelOwned)]
+    outbound = [action for action in actions if isinstance(action, PushDelete) and action.item_href is not None]
     suspicious_empty = remote.complete and not remote.changed
-    if deletions and not confirm_deletions and (suspicious_empty or len(deletions) > limit):
-        kept = tuple(action for action in actions if not isinstance(action, MirrorDelete | CancelOwned))
-        return Plan(kept, True, deletions, limit)
-    return Plan(tuple(actions), False, (), limit)
+    held: set[int] = set()  # ids of the held actions
+    if not confirm_deletions:
+        if inbound and (suspicious_empty or len(inbound) > limit):
+            held.update(map(id, inbound))
+        if len(outbound) > push_limit:
+            held.update(map(id, outbound))
+    if not held:
+        return Plan(tuple(actions), False, (), limit, push_limit)
+    deletions = tuple(action for action in actions if isinstance(action, Deletion) and id(action) in held)
+    waiting = {action.item_href for action in deletions}  # a held deletion's Conflict entry waits with it
+    kept = tuple(action for action in actions
+                 if id(action) not in held and not (isinstance(action, Conflict) and action.item_href in waiting))
+    return Plan(kept, True, deletions, limit, push_limit)
 
 
 def _overlaps(start: datetime, end: datetime | None, window: Window) -> bool:
@@ -367,6 +425,10 @@ class _Planner:
         owner = "remote" if item.origin == self.origin else "local"
         return item if owner == row.owner else None
 
+    def _seen(self, href: str) -> LocalVersion:
+        """The version of whatever item is at ``href`` (of any origin given), as the applier will find it."""
+        return version_of(self.local.get(href))
+
     def _in_window(self, start: datetime, end: datetime | None) -> bool:
         return _overlaps(start, end, self.remote.window)
 
@@ -400,16 +462,16 @@ class _Planner:
             if item is None:
                 self.actions.append(ForgetMapping(href, rid))
             else:
-                self.actions.append(MirrorDelete(rid, href, self.notify))
+                self.actions.append(MirrorDelete(rid, href, self.notify, self._seen(href)))
             return
         if listed is None:
             return
         if _changed(listed.etag, listed.content_hash, row.remote_etag, row.content_hash):
             if item is not None and row.local_etag and item.etag != row.local_etag:
                 self.actions.append(Conflict(href, rid, "remote"))
-            self.actions.append(MirrorUpdate(rid, href, self.notify))
+            self.actions.append(MirrorUpdate(rid, href, self.notify, self._seen(href)))
         elif self.baseline:
-            self.actions.append(MirrorUpdate(rid, href, False))
+            self.actions.append(MirrorUpdate(rid, href, False, self._seen(href)))
         elif listed.etag != row.remote_etag:
             self.actions.append(UpdateMapping(href, rid, listed.etag, row.local_etag, row.content_hash))
 
@@ -436,7 +498,7 @@ class _Planner:
                 if self.pushing and self._in_window(item.start, item.end):
                     self.actions.append(PushCreate(href, push_key(self.connection_id, href)))
             else:
-                self.actions.append(CancelOwned(rid, href, self.notify))
+                self.actions.append(CancelOwned(rid, href, self.notify, self._seen(href)))
             return
         if local_changed and remote_changed and listed is not None:
             if item.content_hash == listed.content_hash:
@@ -454,7 +516,7 @@ class _Planner:
             if self.outbound:
                 self.actions.append(PushUpdate(href, rid, remote_etag))
             else:
-                self.actions.append(ApplyRemoteToOwned(rid, href, self.notify))
+                self.actions.append(ApplyRemoteToOwned(rid, href, self.notify, self._seen(href)))
         elif remote_etag != row.remote_etag or item.etag != row.local_etag:
             self.actions.append(UpdateMapping(href, rid, remote_etag, item.etag, row.content_hash))
 
@@ -478,7 +540,7 @@ class _Planner:
             existing = self.local.get(href)
             self.claimed.add(href)
             found_again = existing is not None and existing.origin == self.origin
-            self.actions.append(MirrorCreate(rid, href, self.notify and not found_again))
+            self.actions.append(MirrorCreate(rid, href, self.notify and not found_again, self._seen(href)))
 
     def _ours(self, rid: str, version: RemoteVersion, item: LocalItem | None) -> None:
         """An unmapped event this connection pushed: link it to its item, or delete the orphan."""
@@ -502,6 +564,6 @@ class _Planner:
                 continue
             if item.origin == self.origin:
                 if self.mirroring and self.remote.complete:
-                    self.actions.append(MirrorDelete(None, href, False))
+                    self.actions.append(MirrorDelete(None, href, False, self._seen(href)))
             elif self.pushing:
                 self.actions.append(PushCreate(href, push_key(self.connection_id, href)))

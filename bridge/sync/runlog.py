@@ -2,7 +2,8 @@
 
 Counts are grouped by side: ``in`` (what the external calendar changed here: mirrored events
 created, updated, deleted, dropped by the rules), ``out`` (what we wrote there), ``bookings``
-(moved or cancelled from the external calendar), plus conflicts, held deletions and item errors.
+(moved or cancelled from the external calendar), plus conflicts, held deletions, item errors and
+actions skipped because their item changed here while the run was going (``skipped_stale``).
 An item error names the action and the error class only: summaries, addresses and remote ids
 (which may be file names a person chose) never reach the log.
 """
@@ -36,6 +37,7 @@ class RunLog:
     counts: Counter[str] = field(default_factory=Counter)
     errors: list[dict[str, str]] = field(default_factory=list)
     held: list[dict[str, str]] = field(default_factory=list)
+    stale: list[dict[str, str]] = field(default_factory=list)
     fetched: int = 0
     remote_deleted: int = 0
     token_invalid: bool = False
@@ -47,6 +49,12 @@ class RunLog:
         self.counts["errors"] += 1
         if len(self.errors) < MAX_ERRORS:
             self.errors.append({"action": action, "error": type(error).__name__})
+
+    def skip_stale(self, action: str) -> None:
+        """An action skipped because its item or booking changed here after the plan (named by kind only)."""
+        self.counts["skipped_stale"] += 1
+        if len(self.stale) < MAX_ERRORS:
+            self.stale.append({"action": action})
 
     def hold(self, action: str, item_href: str) -> None:
         """A deletion held back; the item's href is ours (a hash or a booking id), never a remote name."""
@@ -66,6 +74,8 @@ class RunLog:
             data["item_errors"] = self.errors
         if self.held:
             data["held_deletions"] = self.held
+        if self.stale:
+            data["stale_actions"] = self.stale
         if self.token_invalid:
             data["token_invalid"] = True
         return json.dumps(data, sort_keys=True, separators=(",", ":"))

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
+from bridge import bookings
 from bridge.cli import main
+from bridge.store import items
 from bridge.store.db import Store
-from bridge.store.models import Connection, Item
+from bridge.store.models import Calendar, Connection, Item
 from tests.servers import RADICALE_PASSWORD, RADICALE_USER, DavServer, radicale_server
 
 EVENT = ("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//p//EN\r\nBEGIN:VEVENT\r\nUID:{uid}\r\n"
@@ -133,3 +136,41 @@ def test_unknown_options_and_connections_get_one_line(calendar: str, monkeypatch
     assert code == 2 and "42" in err
 
 
+
+
+def test_deletions_held_from_the_external_calendar_are_applied_by_confirm_deletions(
+        server: DavServer, calendar: str, env: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    remote = server.new_calendar()
+    code, _, err = run(monkeypatch, capsys, "connection", "add", calendar, "caldav", "--url", server.url,
+                       "--remote", remote, "--username", RADICALE_USER, "--password-stdin",
+                       stdin=RADICALE_PASSWORD + "\n")
+    assert code == 0, err
+    store = Store(f"sqlite:///{env / 'calbridge.sqlite3'}")
+    start = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) + timedelta(days=2)
+    with store.write() as session:
+        work = session.scalar(select(Calendar).where(Calendar.slug == "work"))
+        assert work is not None
+        for n in range(11):
+            at = start + timedelta(days=n)
+            bookings.create(session, work, bookings.BookingRequest(at, at + timedelta(minutes=30), f"Kunde {n}",
+                                                                   "kunde@example.org"), f"k{n}", at)
+    code, out, _ = run(monkeypatch, capsys, "sync", "1")
+    assert code == 0 and '"out":{"created":11}' in out
+    with store.write() as session:  # what a careless CalDAV client does, item by item
+        work = session.scalar(select(Calendar).where(Calendar.slug == "work"))
+        assert work is not None
+        for item in list(session.scalars(select(Item).where(Item.origin == "booking"))):
+            items.remove(session, work, item.href)
+
+    code, out, _ = run(monkeypatch, capsys, "sync", "1")
+    assert code == 0 and "\theld\t" in out and '"held":11' in out and '"PushDelete"' in out
+    with server.client() as http:
+        listed = http.request("PROPFIND", remote, headers={"Depth": "1"})
+    assert listed.text.count(".ics</") == 11  # nothing left the external calendar
+    code, out, _ = run(monkeypatch, capsys, "sync", "1", "--confirm-deletions")
+    assert code == 0 and "\tok\t" in out and '"out":{"deleted":11}' in out
+    with server.client() as http:
+        listed = http.request("PROPFIND", remote, headers={"Depth": "1"})
+    assert ".ics</" not in listed.text
+    store.dispose()

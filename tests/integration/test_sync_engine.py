@@ -9,7 +9,7 @@ import json
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,11 @@ from bridge.settings import Settings
 from bridge.store import bookings as booking_rows
 from bridge.store import calendars, connections, users
 from bridge.store.db import Store
-from bridge.store.models import Booking, Calendar, Change, Connection, Item, Mapping, SyncRun
+from bridge.store.models import Booking, Calendar, Change, Connection, Item, Mapping, Outbox, SyncRun
+from bridge.sync import connection_admin
 from bridge.sync.engine import ConnectionDisabled, Engine
 from bridge.sync.outcome import RunOutcome
+from bridge.sync.plan import ApplyRemoteToOwned, CancelOwned, Plan
 from tests.servers import DavServer, dav_server
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
@@ -443,3 +445,65 @@ def test_the_window_rolls_even_when_nothing_changes(world: World) -> None:
                           clock=lambda: NOW + timedelta(days=60))
     world.sync()
     assert len(world.remote_events()) == 1
+
+
+# -- versions: a change made here while a run is in flight ------------------------------------------------
+
+@pytest.mark.parametrize("over_there", ["moved", "deleted"])
+def test_a_booking_changed_here_while_the_run_is_in_flight_is_neither_overwritten_nor_mailed(
+        world: World, over_there: str) -> None:
+    mail = replace(world.engine.settings, smtp_host="127.0.0.1", mail_from="Kalender <calendar@praxis.example>")
+    world.engine = replace(world.engine, settings=mail)
+    with world.store.write() as session:
+        connection = session.get(Connection, world.connection_id)
+        assert connection is not None
+        connection_admin.change_options(session, connection, {"notify_customers": True}, NOW, token_max_age_days=30)
+    booking = world.book(day(9))
+    world.sync()
+    ((href, pushed),) = world.remote_events().items()
+    if over_there == "moved":  # the practitioner moves it in their own calendar ...
+        event = pushed.walk("VEVENT")[0]
+        for name in ("DTSTART", "DTEND"):
+            event.pop(name)
+        event.add("DTSTART", day(10, 16))
+        event.add("DTEND", day(10, 17))
+        world.put_remote(href.rsplit("/", 1)[-1], pushed.to_ical())
+    else:  # ... or deletes it there
+        world.delete_remote(href)
+    state = world.connection().sync_state
+    planned: list[type] = []
+
+    def booking_engine_moves_it_meanwhile(decided: Plan) -> None:
+        """Runs between the plan and its application: the API reschedules the booking, committed."""
+        if planned:
+            return
+        planned.extend(type(action) for action in decided.actions)
+        with world.store.write() as session:
+            row = session.get(Booking, booking.id)
+            calendar = session.get(Calendar, world.calendar_id)
+            assert row is not None and calendar is not None
+            bookings.reschedule(session, calendar, row, day(9, 12), day(9, 13), NOW)
+
+    world.engine = replace(world.engine, on_planned=booking_engine_moves_it_meanwhile)
+    outbox_before = outbox_rows(world)
+    outcome = world.sync()
+    assert planned == [ApplyRemoteToOwned if over_there == "moved" else CancelOwned]
+    assert outcome.status == "partial"
+    assert world.counts()["skipped_stale"] == 1 and "bookings" not in world.counts()
+    assert world.counts()["stale_actions"] == [{"action": planned[0].__name__}]
+    kept = world.booking(booking.public_id)
+    assert (kept.status, kept.start) == ("confirmed", day(9, 12))  # the change made here stands
+    assert outbox_rows(world) == outbox_before  # the customer is told of nothing that no longer holds
+    assert world.connection().sync_state == state  # the next run sees the change over there again
+
+    world.engine = replace(world.engine, on_planned=None)
+    assert world.sync().status == "ok"
+    assert world.counts()["conflicts"] == 1  # both sides changed: the booking, owned here, wins
+    (now_remote,) = world.remote_events().values()
+    assert now_remote.walk("VEVENT")[0].decoded("DTSTART") == day(9, 12)
+    assert world.booking(booking.public_id).status == "confirmed"
+
+
+def outbox_rows(world: World) -> int:
+    with world.store.read() as session:
+        return int(session.scalar(select(func.count()).select_from(Outbox)) or 0)

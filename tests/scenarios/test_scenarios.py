@@ -32,6 +32,7 @@ from bridge.store.db import Store
 from bridge.store.models import Connection, Item
 from bridge.sync import checkpoint
 from bridge.sync.engine import Engine
+from bridge.sync.plan import Plan
 from tests.scenarios.driver import Provider, RemoteDriver
 from tests.scenarios.faults import Crash, CrashingStore, CrashPoint, FaultProxy, crashing_opener, fault_proxy
 from tests.scenarios.world import NOW, World, instances, make_world, single, vcalendar
@@ -653,3 +654,53 @@ def test_a_ninety_percent_deletion_is_held_while_the_rest_applies_until_confirme
     assert_in_step(world)
     assert_quiet(world)
 
+
+
+def test_a_client_emptying_the_calendar_here_holds_the_deletions_there_until_confirmed(world: World) -> None:
+    booked = [world.book(at(1 + n, 10), name=f"Kundin {n:02}") for n in range(12)]
+    sync_ok(world)
+    remote_before = remote_snapshot(world.driver)
+    for item in world.items("booking"):  # a careless client deletes the bookings' events
+        world.delete_client(item.href)
+
+    for _ in range(2):  # held, and held again by the next scheduled run
+        outcome = world.sync()
+        assert outcome.status == "held"
+        assert world.counts()["held"] == 12 and "out" not in world.counts()
+        assert remote_snapshot(world.driver) == remote_before
+        assert world.connection().sync_state is not None  # the state of the last complete run stays
+
+    sync_ok(world, confirm_deletions=True)
+    assert world.driver.events() == {} and world.mapping_count() == 0
+    assert {world.booking(public_id).status for public_id in booked} == {"confirmed"}  # a client cancels nothing
+    assert_quiet(world)
+
+
+def test_an_edit_made_here_while_a_run_is_in_flight_is_kept_and_reaches_the_remote_next_run(world: World) -> None:
+    world.put_client("tb.ics", single("team@thunderbird", at(10, 8), summary="Teamrunde"))
+    sync_ok(world)
+    handle, pushed = remote_by_uid(world.driver)["team@thunderbird"]
+    world.driver.update(handle, moved(pushed, at(10, 13), 30, title="dort verlegt"))
+    edited: list[Plan] = []
+
+    def client_edits_meanwhile(decided: Plan) -> None:
+        if not edited:
+            edited.append(decided)
+            world.put_client("tb.ics", single("team@thunderbird", at(10, 9), summary="hier geändert"))
+
+    world.engine = world.engine_with(on_planned=client_edits_meanwhile)
+    state = world.connection().sync_state
+    outcome = world.sync()
+    assert outcome.status == "partial" and world.counts()["skipped_stale"] == 1
+    assert [type(action).__name__ for action in edited[0].actions] == ["ApplyRemoteToOwned"]
+    item = world.item("tb.ics")
+    assert item is not None and summary(icalendar.Calendar.from_ical(item.text)) == "hier geändert"
+    assert world.connection().sync_state == state
+
+    world.engine = world.engine_with(on_planned=None)
+    sync_ok(world)
+    assert world.counts()["conflicts_won"] == {"local": 1}
+    (_, now_remote), = remote_by_uid(world.driver).values()
+    assert (summary(now_remote), when(now_remote)[0]) == ("hier geändert", at(10, 9))
+    assert_in_step(world)
+    assert_quiet(world)

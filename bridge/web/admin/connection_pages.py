@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from bridge import adapters
 from bridge.ical.zones import parse_calendar
+from bridge.store import bookings as booking_rows
 from bridge.store import calendars, connections, items
 from bridge.store.models import Calendar, Connection, SyncRun, User
 from bridge.sync import connection_admin, mirror
@@ -61,6 +62,7 @@ class HeldView:
     title: str
     when: str
     present: bool
+    outward: bool = False  # a deletion here held back from the external calendar
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,7 @@ def _run_view(session: Session, run: SyncRun, calendar: Calendar, zone: ZoneInfo
     counts = json.loads(run.counts or "{}")
     progress = counts.pop("progress", None) if run.status == "running" else None
     end = run.finished_at or datetime.now(UTC)
-    held = [_held_view(session, calendar, entry["item_href"], zone) for entry in counts.pop("held_deletions", [])]
+    held = [_held_view(session, calendar, entry, zone) for entry in counts.pop("held_deletions", [])]
     return RunView(run.id, f"{run.started_at.astimezone(zone):%d.%m.%Y %H:%M:%S}", run.trigger, run.status,
                    int((end - run.started_at).total_seconds()), run.requests, run.baseline,
                    {key: value for key, value in counts.items() if key != "item_errors"}, run.error_class,
@@ -214,11 +216,19 @@ def _run_view(session: Session, run: SyncRun, calendar: Calendar, zone: ZoneInfo
                    held if run.status == "held" else [])
 
 
-def _held_view(session: Session, calendar: Calendar, href: str, zone: ZoneInfo) -> HeldView:
-    """What a held deletion would remove: the event's title and start as stored here (after the privacy rules)."""
+def _held_view(session: Session, calendar: Calendar, entry: dict[str, str], zone: ZoneInfo) -> HeldView:
+    """What a held deletion would remove: the event's title and start as stored here (after the privacy rules).
+
+    A deletion held from the external calendar (``PushDelete``) names an item deleted here: a booking's
+    title and start come from the booking (its event's SUMMARY is the customer's name); of a client's
+    item nothing is kept here, and the page says it is still in the external calendar."""
+    href, outward = entry["item_href"], entry.get("action") == "PushDelete"
     item = items.by_href(session, calendar.id, href)
     if item is None:
-        return HeldView("", "", False)
+        booking = booking_rows.by_item(session, calendar.id, href) if outward else None
+        if booking is None:
+            return HeldView("", "", False, outward)
+        return HeldView(booking.customer_name, f"{booking.start.astimezone(zone):%d.%m.%Y %H:%M}", True, outward)
     title = ""
     try:
         event = next(iter(parse_calendar(item.text).walk("VEVENT")), None)
@@ -226,7 +236,7 @@ def _held_view(session: Session, calendar: Calendar, href: str, zone: ZoneInfo) 
     except ValueError:
         pass
     when = f"{item.dtstart.astimezone(zone):%d.%m.%Y %H:%M}" if item.dtstart is not None else ""
-    return HeldView(title, when, True)
+    return HeldView(title, when, True, outward)
 
 
 # -- changing ---------------------------------------------------------------------------------------

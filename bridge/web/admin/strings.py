@@ -167,10 +167,14 @@ STRINGS: dict[str, dict[str, Any]] = {
         "count_created": "neu", "count_updated": "geändert", "count_deleted": "gelöscht",
         "count_dropped": "ausgelassen",
         "count_conflicts": "Konflikte", "count_errors": "Fehler bei Terminen", "count_held": "angehaltene Löschungen",
+        "count_skipped_stale": "übersprungen (hier zwischendurch geändert, beim nächsten Mal erneut)",
         "held_title": "Angehaltene Löschungen",
         "held_intro": "Der externe Kalender meldete ungewöhnlich viele gelöschte Termine. Zur Sicherheit wurde "
                       "nichts gelöscht. Diese Termine würden entfernt:",
         "held_confirm": "Löschungen bestätigen und synchronisieren", "held_gone": "(nicht mehr vorhanden)",
+        "held_intro_out": "In diesem Kalender wurden ungewöhnlich viele Termine gelöscht. Zur Sicherheit wurden sie "
+                          "im externen Kalender nicht gelöscht. Diese Termine würden dort entfernt:",
+        "held_gone_out": "(hier gelöscht, im externen Kalender noch vorhanden)",
         "no_title": "(ohne Titel)",
         "err_AuthExpired": "Der Anbieter hat die Anmeldung abgelehnt. Bitte verbinden Sie den Kalender neu.",
         "err_RateLimited": "Der Anbieter bittet um eine Pause; es wird später erneut versucht.",
@@ -379,10 +383,14 @@ STRINGS: dict[str, dict[str, Any]] = {
         "count_created": "new", "count_updated": "changed", "count_deleted": "deleted",
         "count_dropped": "left out",
         "count_conflicts": "conflicts", "count_errors": "event errors", "count_held": "held deletions",
+        "count_skipped_stale": "skipped (changed here meanwhile, tried again next time)",
         "held_title": "Held deletions",
         "held_intro": "The external calendar reported unusually many deleted events. To be safe nothing was "
                       "deleted. These events would be removed:",
         "held_confirm": "Confirm the deletions and synchronise", "held_gone": "(no longer there)",
+        "held_intro_out": "Unusually many appointments were deleted in this calendar. To be safe they were not "
+                          "deleted from the external calendar. These appointments would be removed there:",
+        "held_gone_out": "(deleted here, still in the external calendar)",
         "no_title": "(no title)",
         "err_AuthExpired": "The provider refused the sign-in. Please connect the calendar again.",
         "err_RateLimited": "The provider asked for a pause; it is tried again later.",

@@ -23,6 +23,7 @@ from bridge.sync.plan import (
     ForgetMapping,
     LinkMapping,
     LocalItem,
+    LocalVersion,
     MappingRow,
     MirrorCreate,
     MirrorDelete,
@@ -47,6 +48,7 @@ PAST = (datetime(2025, 6, 1, 10, tzinfo=UTC), datetime(2025, 6, 1, 11, tzinfo=UT
 FUTURE = (datetime(2027, 6, 1, 10, tzinfo=UTC), datetime(2027, 6, 1, 11, tzinfo=UTC))
 ACROSS = (datetime(2025, 12, 31, 23, tzinfo=UTC), datetime(2026, 1, 1, 1, tzinfo=UTC))
 SPANS = (IN, PAST, FUTURE, ACROSS)
+L1 = LocalVersion("l1")  # the version of every item the helpers below make, unless told
 
 
 def mirror_href(remote_id: str) -> str:
@@ -104,12 +106,12 @@ def test_a_new_booking_or_client_item_is_pushed_with_a_stable_key() -> None:
 
 def test_a_booking_moved_in_the_external_calendar_is_applied_here() -> None:
     result = run(side({"e1": version("r2", "moved")}), [item("b.ics")], [row("b.ics", "e1")])
-    assert result.actions == (ApplyRemoteToOwned("e1", "b.ics", notify=True),)
+    assert result.actions == (ApplyRemoteToOwned("e1", "b.ics", notify=True, seen=L1),)
 
 
 def test_a_booking_deleted_in_the_external_calendar_is_cancelled_here() -> None:
     result = run(side(deleted=["e1"]), [item("b.ics")], [row("b.ics", "e1")])
-    assert result.actions == (CancelOwned("e1", "b.ics", notify=True),)
+    assert result.actions == (CancelOwned("e1", "b.ics", notify=True, seen=L1),)
 
 
 def test_a_booking_changed_on_both_sides_keeps_the_booking_and_logs_a_conflict() -> None:
@@ -124,17 +126,18 @@ def test_the_same_change_on_both_sides_is_no_conflict() -> None:
 
 def test_a_mirrored_event_changed_on_both_sides_takes_the_external_version() -> None:
     result = run(side({"e1": version("r2", "theirs")}), [mirrored("e1", etag="l9")], [mirror_row("e1")])
-    assert result.actions == (Conflict("m-e1.ics", "e1", "remote"), MirrorUpdate("e1", "m-e1.ics", notify=True))
+    assert result.actions == (Conflict("m-e1.ics", "e1", "remote"),
+                              MirrorUpdate("e1", "m-e1.ics", notify=True, seen=LocalVersion("l9")))
 
 
 def test_an_external_event_changed_there_is_updated_here() -> None:
     result = run(side({"e1": version("r2", "c2")}), [mirrored("e1")], [mirror_row("e1")])
-    assert result.actions == (MirrorUpdate("e1", "m-e1.ics", notify=True),)
+    assert result.actions == (MirrorUpdate("e1", "m-e1.ics", notify=True, seen=L1),)
 
 
 def test_an_external_event_deleted_there_is_removed_here() -> None:
     result = run(side(deleted=["e1"]), [mirrored("e1")], [mirror_row("e1")])
-    assert result.actions == (MirrorDelete("e1", "m-e1.ics", notify=True),)
+    assert result.actions == (MirrorDelete("e1", "m-e1.ics", notify=True, seen=L1),)
 
 
 def test_a_booking_changed_here_is_updated_there() -> None:
@@ -232,7 +235,8 @@ def test_items_mirrored_from_another_connection_are_never_pushed() -> None:
 
 def test_a_mirrored_item_without_a_mapping_is_removed_by_a_complete_listing() -> None:
     result = run(side({"e1": version()}, complete=True), [mirrored("zz"), mirrored("e1")])
-    assert result.actions == (MirrorCreate("e1", "m-e1.ics", notify=False), MirrorDelete(None, "m-zz.ics"))
+    assert result.actions == (MirrorCreate("e1", "m-e1.ics", notify=False, seen=L1),
+                              MirrorDelete(None, "m-zz.ics", seen=L1))
     assert run(side(), [mirrored("zz")]).is_empty
 
 
@@ -241,8 +245,8 @@ def test_an_empty_listing_holds_every_deletion_while_the_rest_runs() -> None:
     rows = [mirror_row("e1"), row("b.ics", "e2")]
     result = run(side(complete=True), items, rows)
     assert result.held
-    assert result.held_deletions == (MirrorDelete("e1", "m-e1.ics", notify=True),
-                                     CancelOwned("e2", "b.ics", notify=True))
+    assert result.held_deletions == (MirrorDelete("e1", "m-e1.ics", notify=True, seen=L1),
+                                     CancelOwned("e2", "b.ics", notify=True, seen=L1))
     assert result.actions == (PushCreate("new.ics", push_key(CONN, "new.ics")),)
 
 
@@ -271,7 +275,83 @@ def test_a_mass_deletion_is_held_while_everything_else_runs(mapped: int, deleted
 def test_confirmed_deletions_are_not_held() -> None:
     result = run(side(complete=True), [mirrored("e1")], [mirror_row("e1")], confirm_deletions=True)
     assert not result.held
-    assert result.actions == (MirrorDelete("e1", "m-e1.ics", notify=True),)
+    assert result.actions == (MirrorDelete("e1", "m-e1.ics", notify=True, seen=L1),)
+
+
+def pushed_bookings(count: int) -> tuple[list[LocalItem], list[MappingRow]]:
+    return [item(f"b{n}.ics") for n in range(count)], [row(f"b{n}.ics", f"p{n}") for n in range(count)]
+
+
+@pytest.mark.parametrize(
+    ("pushed", "deleted", "held"),
+    [
+        pytest.param(12, 1, False, id="one-cancelled-booking-goes-out"),
+        pytest.param(12, 10, False, id="10-is-the-minimum"),
+        pytest.param(12, 11, True, id="11-of-12"),
+        pytest.param(12, 12, True, id="all-of-them"),
+        pytest.param(40, 20, False, id="half-of-40"),
+        pytest.param(40, 21, True, id="21-of-40"),
+    ],
+)
+def test_a_mass_deletion_here_is_held_from_the_external_calendar(pushed: int, deleted: int, held: bool) -> None:
+    items, rows = pushed_bookings(pushed)
+    result = run(side(), items[deleted:] + [item("new.ics")], rows)
+    deletions = [action for action in result.actions if isinstance(action, PushDelete)]
+    assert result.held is held
+    assert len(deletions) == (0 if held else deleted)
+    assert set(result.held_deletions) == ({PushDelete(f"p{n}", "r1", f"b{n}.ics") for n in range(deleted)}
+                                          if held else set())
+    assert PushCreate("new.ics", push_key(CONN, "new.ics")) in result.actions
+
+
+def test_the_outbound_share_is_of_what_was_pushed_not_of_every_mapping() -> None:
+    items, rows = pushed_bookings(12)
+    items += [mirrored(f"e{n}") for n in range(30)]
+    rows += [mirror_row(f"e{n}") for n in range(30)]
+    result = run(side(), items[11:], rows)  # 11 of 12 pushed bookings deleted: 11 of 42 mappings
+    assert result.held and len(result.held_deletions) == 11
+    assert result.push_delete_limit == 10 and result.delete_limit == 21
+
+
+def test_each_direction_is_held_on_its_own() -> None:
+    items, rows = pushed_bookings(12)
+    items += [mirrored(f"e{n}") for n in range(14)]
+    rows += [mirror_row(f"e{n}") for n in range(14)]
+    wiped_here = run(side(deleted=["e0"]), items[12:], rows)
+    assert wiped_here.actions == (MirrorDelete("e0", "m-e0.ics", notify=True, seen=L1),)
+    assert {type(action) for action in wiped_here.held_deletions} == {PushDelete}
+    wiped_there = run(side(deleted=[f"e{n}" for n in range(14)]), items[1:], rows)  # 14 of 26 mappings
+    assert wiped_there.actions == (PushDelete("p0", "r1", "b0.ics"),)
+    assert {type(action) for action in wiped_there.held_deletions} == {MirrorDelete}
+    both = run(side(deleted=[f"e{n}" for n in range(14)]), items[12:], rows)
+    assert both.actions == () and len(both.held_deletions) == 26
+
+
+def test_a_held_deletion_here_of_an_event_changed_there_logs_its_conflict_only_when_it_runs() -> None:
+    _, rows = pushed_bookings(12)
+    result = run(side({"p0": version("r2", "theirs")}), [], rows)
+    assert result.held and PushDelete("p0", "r2", "b0.ics") in result.held_deletions
+    assert result.actions == ()
+    confirmed = run(side({"p0": version("r2", "theirs")}), [], rows, confirm_deletions=True)
+    assert confirmed.actions[:2] == (Conflict("b0.ics", "p0", "local"), PushDelete("p0", "r2", "b0.ics"))
+
+
+def test_orphans_of_our_own_push_are_deleted_however_many() -> None:
+    listing = {f"o{n}": version(key=push_key(CONN, f"gone{n}.ics")) for n in range(20)}
+    result = run(side(listing), [], [])
+    assert not result.held and len(result.actions) == 20
+
+
+def test_confirmed_outbound_deletions_are_not_held() -> None:
+    _, rows = pushed_bookings(12)
+    result = run(side(), [], rows, confirm_deletions=True)
+    assert not result.held
+    assert set(result.actions) == {PushDelete(f"p{n}", "r1", f"b{n}.ics") for n in range(12)}
+
+
+def test_an_inbound_connection_holds_no_deletion_it_would_not_make() -> None:
+    _, rows = pushed_bookings(12)
+    assert run(side(), [], rows, direction="inbound") == Plan()
 
 
 def test_a_baseline_notifies_no_one_and_reingests_every_listed_event() -> None:
@@ -279,20 +359,20 @@ def test_a_baseline_notifies_no_one_and_reingests_every_listed_event() -> None:
     rows = [mirror_row("e1"), mirror_row("e2"), row("b.ics", "e3")]
     listing = {"e1": version(), "e3": version("r2", "moved"), "e4": version()}
     result = run(side(listing, complete=True), items, rows, baseline=True)
-    assert result.actions == (MirrorUpdate("e1", "m-e1.ics"), MirrorDelete("e2", "m-e2.ics"),
-                              ApplyRemoteToOwned("e3", "b.ics"), MirrorCreate("e4", "m-e4.ics"))
+    assert result.actions == (MirrorUpdate("e1", "m-e1.ics", seen=L1), MirrorDelete("e2", "m-e2.ics", seen=L1),
+                              ApplyRemoteToOwned("e3", "b.ics", seen=L1), MirrorCreate("e4", "m-e4.ics"))
     assert not any(action.notify for action in result.actions)
 
 
 def test_a_baseline_matches_events_to_their_mappings_first() -> None:
     result = run(side({"e1": version("r5", "c5")}, complete=True), [mirrored("e1")], [mirror_row("e1")], baseline=True)
-    assert result.actions == (MirrorUpdate("e1", "m-e1.ics"),)
+    assert result.actions == (MirrorUpdate("e1", "m-e1.ics", seen=L1),)
 
 
 def test_inbound_pushes_nothing_and_a_change_made_here_waits() -> None:
     result = run(side(deleted=["e1"]), [item("b.ics"), item("new.ics"), item("c.ics", "l2", "c2")],
                  [row("b.ics", "e1"), row("c.ics", "e2"), row("gone.ics", "e3")], direction="inbound")
-    assert result.actions == (CancelOwned("e1", "b.ics", notify=True),)
+    assert result.actions == (CancelOwned("e1", "b.ics", notify=True, seen=L1),)
     conflict = run(side({"e2": version("r2", "theirs")}), [item("c.ics", "l2", "ours")], [row("c.ics", "e2")],
                    direction="inbound")
     assert conflict.actions == (Conflict("c.ics", "e2", "local"), UpdateMapping("c.ics", "e2", "r2", "l1", "theirs"))
@@ -625,13 +705,16 @@ def test_a_baseline_plan_never_notifies(given: Inputs) -> None:
 @given(inputs())
 def test_no_plan_deletes_more_than_the_threshold_unless_held(given: Inputs) -> None:
     result = given.plan()
-    deletions = [a for a in result.actions if isinstance(a, MirrorDelete | CancelOwned)]
-    limit = max(given.min_delete_count, given.max_delete_share * len(given.rows))
-    if result.held:
-        assert not deletions and result.held_deletions
-    else:
-        assert len(deletions) <= limit
-        assert not result.held_deletions
+    assert result.held is bool(result.held_deletions)
+    pushed = sum(1 for r in given.rows if r.owner == "local")
+    for kinds, limit in (((MirrorDelete, CancelOwned), max(given.min_delete_count,
+                                                           given.max_delete_share * len(given.rows))),
+                         ((PushDelete,), max(given.min_delete_count, given.max_delete_share * pushed))):
+        applied = [a for a in result.actions if isinstance(a, kinds) and a.item_href is not None]
+        held = [a for a in result.held_deletions if isinstance(a, kinds)]
+        assert len(applied) <= limit
+        assert not (applied and held), "a direction is held as a whole"
+    assert all(a.item_href is not None for a in result.held_deletions if isinstance(a, PushDelete))
 
 
 @FAST
@@ -652,6 +735,25 @@ def test_no_action_pushes_a_mirrored_item_or_mirrors_our_own_push(given: Inputs)
             assert not isinstance(action, PushCreate | PushUpdate | PushDelete)
         if given.direction == "outbound":
             assert not isinstance(action, MirrorCreate | MirrorUpdate | MirrorDelete | ApplyRemoteToOwned | CancelOwned)
+
+
+@FAST
+@given(inputs())
+def test_every_action_that_writes_here_carries_the_version_it_was_planned_against(given: Inputs) -> None:
+    items = {i.href: i for i in given.items if i.origin in ("booking", "client", MINE)}
+    for action in given.plan().actions:
+        if isinstance(action, MirrorCreate | MirrorUpdate | MirrorDelete | ApplyRemoteToOwned | CancelOwned):
+            found = items.get(action.item_href)
+            assert action.seen == (LocalVersion(found.etag, found.booking) if found else LocalVersion())
+
+
+def test_a_booking_is_planned_against_its_item_and_its_own_state() -> None:
+    booked = replace(item("b.ics", "l7"), booking="confirmed:2")
+    result = run(side({"e1": version("r2", "moved")}), [booked], [row("b.ics", "e1", local_etag="l7")])
+    assert result.actions == (ApplyRemoteToOwned("e1", "b.ics", notify=True, seen=LocalVersion("l7", "confirmed:2")),)
+    cancelled = run(side(deleted=["e1"]), [booked], [row("b.ics", "e1", local_etag="l7")])
+    assert cancelled.actions == (CancelOwned("e1", "b.ics", notify=True, seen=LocalVersion("l7", "confirmed:2")),)
+    assert run(side({"e2": version()}), [], []).actions[0].seen == LocalVersion()  # expects no item there
 
 
 def test_plans_are_deterministic() -> None:
