@@ -234,6 +234,8 @@ class SqlCollection(radicale_storage.BaseCollection):
 
     def set_meta(self, props: Mapping[str, str]) -> None:
         if self._calendar is not None:
+            if props.get("tag", "") != self._calendar.tag:  # RFC 4918, 15.9: MKCALENDAR/MKCOL decide it, not PROPPATCH
+                raise ValueError("the resource type of a calendar cannot be changed")
             calendars.set_props(self._session, self._calendar, props)
         elif self._principal is not None:
             if props.get("tag"):

@@ -55,6 +55,8 @@ class DavGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] != scope["method"].upper():  # Radicale upper-cases the method: so does every check here
+            scope = {**scope, "method": scope["method"].upper()}
         headers = {key.decode("latin1").lower(): value.decode("latin1") for key, value in scope["headers"]}
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
