@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from bridge import expand
 from bridge.ical.zones import parse_calendar
 from bridge.store import calendars, changes, items
-from bridge.store.errors import CalendarProtected, InvalidSyncToken, StoreError
+from bridge.store.errors import CalendarProtected, InvalidSyncToken, ItemMirrored, StoreError
 from bridge.store.index import describe, from_timestamp
 from bridge.store.models import EARLIEST, UNBOUNDED, Calendar, Item, User
 
@@ -165,6 +165,7 @@ class SqlCollection(radicale_storage.BaseCollection):
         session = self._session
         text = item.serialize()
         try:
+            not_mirrored(items.by_href(session, calendar.id, href))
             described = describe(text, item.time_range, calendar.timezone, name=item.name)
             row, replaced = items.put(session, calendar, items.NewItem(
                 href=href, uid=item.uid, etag=item.etag, text=text, facts=described.facts, origin="client",
@@ -209,6 +210,7 @@ class SqlCollection(radicale_storage.BaseCollection):
             self._storage.forget_calendar(calendar)
             return
         calendar = self._require_calendar()
+        not_mirrored(items.by_href(session, calendar.id, href))
         try:
             items.remove(session, calendar, href)
         except StoreError as exc:
@@ -275,6 +277,12 @@ class SqlCollection(radicale_storage.BaseCollection):
             raise ValueError(str(exc)) from exc
         changed = self._storage.read(lambda s: changes.hrefs_changed(s, calendar, after, upto))
         return changes.token(calendar, upto), changed
+
+
+def not_mirrored(row: Item | None) -> None:
+    """The backstop of the /dav gate's refusal (bridge.web.dav_guard): a mirrored item is read-only here."""
+    if row is not None and row.origin.startswith("connection:"):
+        raise ItemMirrored(row.href)
 
 
 def _href_for_uid(uid: str, taken: set[str]) -> str:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from bridge.ical.zones import parse_calendar
 from bridge.settings import Settings
-from bridge.storage_plugin.collection import SqlCollection
+from bridge.storage_plugin.collection import SqlCollection, not_mirrored
 from bridge.storage_plugin.paths import split
 from bridge.store import calendars, changes, users
 from bridge.store import items as item_store
@@ -236,6 +236,8 @@ class SqlStorage(radicale_storage.BaseStorage):
         if row is None:
             raise radicale_storage.ComponentNotFoundError(item.href)
         try:
+            not_mirrored(row)
+            not_mirrored(item_store.by_href(session, target_calendar.id, to_href))
             item_store.move(session, row, source_calendar, target_calendar, to_href)
         except StoreError as exc:
             raise ValueError(str(exc)) from exc

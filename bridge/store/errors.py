@@ -52,6 +52,15 @@ class CalendarProtected(StoreError):
         self.path = path
 
 
+class ItemMirrored(StoreError):
+    """CalDAV clients may not overwrite, delete or move an item mirrored from a connection: the next
+    sync would only bring it back (the /dav gate refuses first with 403; this is the backstop)."""
+
+    def __init__(self, href: str) -> None:
+        super().__init__(f"item {href!r} is mirrored from a connection and read-only to CalDAV clients")
+        self.href = href
+
+
 class CalendarLimitReached(StoreError):
     """The owner already has as many client-made calendars as ``mkcalendar_limit`` allows."""
 

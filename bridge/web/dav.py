@@ -90,7 +90,8 @@ class DavGate:
             if answer is not None:
                 await _send_answer(send, answer)
                 return
-        if scope["method"] in ("DELETE", "MOVE") and self.guard is not None:
+        if scope["method"] in ("DELETE", "MOVE", "PUT") and self.guard is not None:  # PUT: of any body the
+            # item writer declines (a task, UTF-16, over the size it answers) as of a VEVENT
             answer = await run_in_threadpool(self.guard.answer, scope["method"], path, headers, root)
             if answer is not None:
                 await _send_answer(send, answer)

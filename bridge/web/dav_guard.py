@@ -13,10 +13,11 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 from bridge.storage_plugin.auth import SqlAuth
+from bridge.storage_plugin.paths import split
 from bridge.storage_plugin.rights import SqlRights
 from bridge.store import calendars, items
 from bridge.store.db import Store
-from bridge.web.dav_access import authenticated, may, segments
+from bridge.web.dav_access import authenticated, may
 from bridge.web.dav_answer import Answer, xml_answer
 
 NEED_WRITE = (b'<?xml version="1.0" encoding="utf-8"?>\n'
@@ -40,9 +41,10 @@ class MirroredGuard:
         self._rights = rights
 
     def answer(self, method: str, path: str, headers: dict[str, str], href_prefix: str) -> Answer | None:
-        """The refusal of a DELETE or MOVE touching a mirrored item, or None to let Radicale answer."""
-        parts = segments(path, 3, trailing_slash=False)
-        login = authenticated(self._auth, headers.get("authorization", "")) if parts else None
+        """The refusal of a DELETE, MOVE or PUT touching a mirrored item, or None to let Radicale answer."""
+        parts = _item_path(path)
+        login = authenticated(self._auth, headers.get("authorization", ""),
+                              headers.get("content-type", "")) if parts else None
         if parts is None or login is None:
             return None
         if self._mirrored(login, parts):
@@ -70,4 +72,11 @@ def _destination(header: str, href_prefix: str) -> list[str] | None:
     path = unquote(urlsplit(header).path)
     if not path.startswith(href_prefix + "/"):
         return None
-    return segments(path[len(href_prefix):], 3, trailing_slash=False)
+    return _item_path(path[len(href_prefix):])
+
+
+def _item_path(path: str) -> list[str] | None:
+    """The owner, calendar and href of an item path, read as Radicale reads it ("//", "." and ".."
+    collapse): a stricter reading let /dav/weber//praxis/x.ics past the guard to the storage."""
+    parts = split(path)
+    return parts if len(parts) == 3 else None
