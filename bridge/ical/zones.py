@@ -50,6 +50,7 @@ TIME_PROPERTIES = ("DTSTART", "DTEND", "DUE", "RECURRENCE-ID", "RDATE", "EXDATE"
 
 NAME_CACHE_SIZE = 1024
 DEFINITION_CACHE_SIZE = 256
+CACHED_DEFINITION_BYTES = 64 * 1024
 
 
 @functools.lru_cache(maxsize=NAME_CACHE_SIZE)
@@ -85,9 +86,21 @@ def _iana(name: str) -> tzinfo | None:
         return None
 
 
-@functools.lru_cache(maxsize=DEFINITION_CACHE_SIZE)
 def _defined_zone(definition: bytes) -> tzinfo | None:
-    """A zone built from one VTIMEZONE's text; None when the definition cannot be read."""
+    """A zone built from one VTIMEZONE's text; None when the definition cannot be read. Only definitions
+    of up to CACHED_DEFINITION_BYTES are kept: a VTIMEZONE of 50,000 RDATEs (800 KB, 4 MB as a zone)
+    per PUT would otherwise hold a gigabyte in the 256 places (real definitions have a few KB)."""
+    if len(definition) > CACHED_DEFINITION_BYTES:
+        return _built_zone(definition)
+    return _cached_zone(definition)
+
+
+@functools.lru_cache(maxsize=DEFINITION_CACHE_SIZE)
+def _cached_zone(definition: bytes) -> tzinfo | None:
+    return _built_zone(definition)
+
+
+def _built_zone(definition: bytes) -> tzinfo | None:
     try:
         component = icalendar.Timezone.from_ical(definition)
         return tzp.create_timezone(component)  # type: ignore[arg-type]
@@ -247,9 +260,27 @@ def _install() -> None:
     tzp.cache_timezone_component = _no_process_wide_definitions  # type: ignore[method-assign]
     tzp.timezone = _named_or_guessed  # type: ignore[method-assign]
     vars(vobject.icalendar)["__tzidMap"] = _VOBJECT_TABLE
+    timezone_class = vobject.icalendar.TimezoneComponent
+    if not getattr(timezone_class.tzinfo.fget, "__wrapped_by_calbridge__", False):
+        timezone_class.tzinfo = property(_readable_or_none(timezone_class.tzinfo.fget), timezone_class.tzinfo.fset)
     if not getattr(vobject.base.readComponents, "__wrapped_by_calbridge__", False):
         vobject.base.readComponents = _per_resource(vobject.base.readComponents)
         vobject.readComponents = vobject.base.readComponents
+
+
+def _readable_or_none(read: Any) -> Any:
+    """vobject's VTIMEZONE to tzinfo (dateutil's tzical), None where it cannot read the definition (no
+    STANDARD or DAYLIGHT, one without DTSTART): the times stay floating, as :func:`_defined_zone` leaves
+    them, instead of failing every Radicale filter of the calendar that holds the item with a 500."""
+
+    def tzinfo_or_none(component: Any) -> Any:
+        try:
+            return read(component)
+        except Exception:  # dateutil raises ValueError, KeyError, IndexError... on what it cannot read
+            return None
+
+    tzinfo_or_none.__wrapped_by_calbridge__ = True  # type: ignore[attr-defined]
+    return tzinfo_or_none
 
 
 def _named_or_guessed(tz_id: str) -> tzinfo | None:

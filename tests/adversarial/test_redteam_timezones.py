@@ -1,0 +1,76 @@
+"""Red team: odd VTIMEZONEs against the per-resource zones (bridge.ical.zones).
+
+A VTIMEZONE that dateutil cannot read (no STANDARD or DAYLIGHT, one without DTSTART or offsets)
+passed the /dav gate's PUT, which reads with icalendar, but made vobject raise in every later
+parse: each calendar-query that Radicale filters itself (a prop-filter beside the time range)
+answered 500 for the whole calendar, hiding the owner's other events from every client. And the
+zones built from VTIMEZONEs were cached by their text in 256 places whatever their size: a
+VTIMEZONE of 50,000 RDATEs is 800 KB of text and some 4 MB as a zone, per distinct definition.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from bridge.ical import zones
+from tests.adversarial.test_timezone_collision import DAY, busy, caldav_query_hrefs
+from tests.conftest import Bridge
+
+STAMP = DAY.strftime("%Y%m%d")
+HEAD = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//careless//EN\r\n"
+FOOT = "END:VCALENDAR\r\n"
+STANDARD = "BEGIN:STANDARD\r\nDTSTART:19700101T000000\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\n"
+
+
+def event(uid: str, tzid: str | None = "Odd") -> str:
+    zone = f";TZID={tzid}" if tzid else ""
+    return (f"BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20261201T000000Z\r\nDTSTART{zone}:{STAMP}T090000\r\n"
+            f"DTEND{zone}:{STAMP}T100000\r\nSUMMARY:{uid}\r\nEND:VEVENT\r\n")
+
+
+def vtimezone(body: str, tzid: str = "Odd") -> str:
+    return f"BEGIN:VTIMEZONE\r\nTZID:{tzid}\r\n{body}END:VTIMEZONE\r\n"
+
+
+@pytest.fixture
+def bea(bridge: Bridge) -> httpx.Client:
+    bridge.add_user("Praxis Berg", "bea")
+    bridge.add_calendar("bea", "cal")
+    client = bridge.client("bea")
+    mine = HEAD + vtimezone(STANDARD, "Mine") + event("mine", "Mine") + FOOT
+    assert client.put("/dav/bea/cal/mine.ics", content=mine).status_code == 201
+    return client
+
+
+@pytest.mark.parametrize("definition", [
+    "",
+    "BEGIN:STANDARD\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0100\r\nEND:STANDARD\r\n",
+    "BEGIN:DAYLIGHT\r\nDTSTART:19700101T000000\r\nTZOFFSETFROM:+0100\r\nEND:DAYLIGHT\r\n",
+], ids=["no-standard-or-daylight", "no-dtstart", "no-tzoffsetto"])
+def test_an_unreadable_vtimezone_does_not_hide_the_calendar_from_queries(bridge: Bridge, bea: httpx.Client,
+                                                                         definition: str) -> None:
+    answer = bea.put("/dav/bea/cal/odd.ics", content=HEAD + vtimezone(definition) + event("odd") + FOOT)
+    assert answer.status_code in (201, 400), answer.text
+    start = datetime(DAY.year, DAY.month, DAY.day, tzinfo=UTC) - timedelta(days=1)
+    found = caldav_query_hrefs(bea, "/dav/bea/cal/", start, start + timedelta(days=3))
+    assert "mine.ics" in found
+    assert bea.get("/dav/bea/cal/").status_code == 200
+
+
+def test_huge_vtimezones_are_not_kept_in_memory(bridge: Bridge, bea: httpx.Client) -> None:
+    rdates = ",".join(f"{1900 + i // 12:04d}{i % 12 + 1:02d}01T020000" for i in range(5000))
+    before = zones._cached_zone.cache_info().currsize
+    for n in range(3):
+        body = (f"BEGIN:STANDARD\r\nDTSTART:19000101T000000\r\nRDATE:{rdates}\r\nTZOFFSETFROM:+0100\r\n"
+                f"TZOFFSETTO:+0{n + 1}00\r\nEND:STANDARD\r\n")
+        text = HEAD + vtimezone(body, f"Huge {n}") + event(f"huge{n}", f"Huge {n}") + FOOT
+        assert len(text) > zones.CACHED_DEFINITION_BYTES
+        assert bea.put(f"/dav/bea/cal/huge{n}.ics", content=text).status_code == 201
+    assert zones._cached_zone.cache_info().currsize == before
+    token = bridge.add_token("Praxis Berg")
+    starts = {start for start, _ in busy(bridge, token, bridge.calendar_id("bea", "cal"))}
+    # each event at 09:00 in its own definition (+01, +02, +03), bea's own at 09:00 +01
+    assert starts == {f"{DAY:%Y-%m-%d}T{hour:02d}:00:00Z" for hour in (8, 7, 6)}
