@@ -11,7 +11,7 @@ per process) and binds every date-time of a parsed resource to a zone chosen by 
 2. a Windows or CLDR name (``W. Europe Standard Time``, as Outlook and Exchange write them) is
    the IANA zone that CLDR maps it to, whatever the resource's VTIMEZONE says: such a name means
    one zone everywhere, and the sync rules rewrite these names to that IANA zone at ingest;
-3. any other name is the resource's own VTIMEZONE of that TZID;
+3. any other name is the resource's own VTIMEZONE of that TZID (if that has at most 64 KiB);
 4. a name none of these explains but which ends in an IANA name (``/mozilla.org/.../Europe/Berlin``)
    is that IANA zone; otherwise the value stays floating (no zone), as if it had no TZID.
 
@@ -50,7 +50,7 @@ TIME_PROPERTIES = ("DTSTART", "DTEND", "DUE", "RECURRENCE-ID", "RDATE", "EXDATE"
 
 NAME_CACHE_SIZE = 1024
 DEFINITION_CACHE_SIZE = 256
-CACHED_DEFINITION_BYTES = 64 * 1024
+MAX_DEFINITION_BYTES = 64 * 1024
 
 
 @functools.lru_cache(maxsize=NAME_CACHE_SIZE)
@@ -87,11 +87,11 @@ def _iana(name: str) -> tzinfo | None:
 
 
 def _defined_zone(definition: bytes) -> tzinfo | None:
-    """A zone built from one VTIMEZONE's text; None when the definition cannot be read. Only definitions
-    of up to CACHED_DEFINITION_BYTES are kept: a VTIMEZONE of 50,000 RDATEs (800 KB, 4 MB as a zone)
-    per PUT would otherwise hold a gigabyte in the 256 places (real definitions have a few KB)."""
-    if len(definition) > CACHED_DEFINITION_BYTES:
-        return _built_zone(definition)
+    """A zone built from one VTIMEZONE's text; None when the definition cannot be read, or is over
+    MAX_DEFINITION_BYTES: real definitions have a few KB, and one of 50,000 RDATEs (800 KB) took
+    seconds to build and 4 MB to keep, per distinct text, in each of the cache's 256 places."""
+    if len(definition) > MAX_DEFINITION_BYTES:
+        return None
     return _cached_zone(definition)
 
 
