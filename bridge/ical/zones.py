@@ -49,13 +49,22 @@ TIME_PROPERTIES = ("DTSTART", "DTEND", "DUE", "RECURRENCE-ID", "RDATE", "EXDATE"
 """The properties whose date-times a TZID parameter qualifies."""
 
 NAME_CACHE_SIZE = 1024
+MAX_NAME_CHARS = 300
 DEFINITION_CACHE_SIZE = 256
 MAX_DEFINITION_BYTES = 64 * 1024
 
 
-@functools.lru_cache(maxsize=NAME_CACHE_SIZE)
 def named_zone(tzid: str) -> tzinfo | None:
-    """The zone a TZID names by itself (rules 1, 2 and 4), or None if only a definition can say."""
+    """The zone a TZID names by itself (rules 1, 2 and 4), or None if only a definition can say.
+    No IANA or Windows name is longer than MAX_NAME_CHARS; a longer TZID names nothing and is not
+    cached (1,024 TZIDs of a megabyte each would hold a gigabyte)."""
+    if len(tzid) > MAX_NAME_CHARS:
+        return None
+    return _cached_named_zone(tzid)
+
+
+@functools.lru_cache(maxsize=NAME_CACHE_SIZE)
+def _cached_named_zone(tzid: str) -> tzinfo | None:
     name = tzid.strip()
     zone = _iana(name.strip("/"))
     if zone is not None:

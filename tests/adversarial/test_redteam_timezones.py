@@ -6,7 +6,8 @@ parse: each calendar-query that Radicale filters itself (a prop-filter beside th
 answered 500 for the whole calendar, hiding the owner's other events from every client. And the
 zones built from VTIMEZONEs were built and cached by their text in 256 places whatever their size: a
 VTIMEZONE of 50,000 RDATEs is 800 KB of text, seconds of CPU and some 4 MB as a zone, per distinct
-definition (about 1 GB in all); definitions over 64 KiB now leave their times floating.
+definition (about 1 GB in all); definitions over 64 KiB now leave their times floating. Likewise
+the name cache kept any TZID as its key: 1,024 TZIDs of a megabyte each were a gigabyte.
 """
 
 from __future__ import annotations
@@ -78,3 +79,16 @@ def test_huge_vtimezones_are_neither_built_nor_kept(bridge: Bridge, bea: httpx.C
     # bea's own event at 09:00 in its +01 definition; the huge ones float, in the calendar's zone
     floating = datetime.combine(DAY, time(9), ZoneInfo("Europe/Berlin")).astimezone(UTC)
     assert starts == {f"{DAY:%Y-%m-%d}T08:00:00Z", f"{floating:%Y-%m-%dT%H:%M:%SZ}"}
+
+
+def test_long_tzids_are_not_kept_in_memory(bridge: Bridge, bea: httpx.Client) -> None:
+    before = zones._cached_named_zone.cache_info().currsize
+    for n in range(6):
+        tzid = f"/{n}{'x' * 100_000}/Europe/Berlin"  # rule 4: a "globally unique" name ending in an IANA one
+        answer = bea.put(f"/dav/bea/cal/long{n}.ics", content=HEAD + event(f"long{n}", tzid) + FOOT)
+        assert answer.status_code == 201, answer.text
+    assert zones._cached_named_zone.cache_info().currsize - before <= 3  # "Europe/Berlin", "Berlin", ...
+    token = bridge.add_token("Praxis Berg")
+    starts = {start for start, _ in busy(bridge, token, bridge.calendar_id("bea", "cal"))}
+    berlin = datetime.combine(DAY, time(9), ZoneInfo("Europe/Berlin")).astimezone(UTC)
+    assert f"{berlin:%Y-%m-%dT%H:%M:%SZ}" in starts
