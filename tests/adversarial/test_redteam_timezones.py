@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from bridge.ical import zones
+from bridge.store import objects
 from tests.adversarial.test_timezone_collision import DAY, busy, caldav_query_hrefs
 from tests.conftest import Bridge
 
@@ -83,11 +84,13 @@ def test_huge_vtimezones_are_neither_built_nor_kept(bridge: Bridge, bea: httpx.C
 
 def test_long_tzids_are_not_kept_in_memory(bridge: Bridge, bea: httpx.Client) -> None:
     before = zones._cached_named_zone.cache_info().currsize
+    before_missing = objects._iana_vtimezone.cache_info().currsize
     for n in range(6):
         tzid = f"/{n}{'x' * 100_000}/Europe/Berlin"  # rule 4: a "globally unique" name ending in an IANA one
         answer = bea.put(f"/dav/bea/cal/long{n}.ics", content=HEAD + event(f"long{n}", tzid) + FOOT)
         assert answer.status_code == 201, answer.text
     assert zones._cached_named_zone.cache_info().currsize - before <= 3  # "Europe/Berlin", "Berlin", ...
+    assert objects._iana_vtimezone.cache_info().currsize == before_missing  # the VTIMEZONE a PUT lacks
     token = bridge.add_token("Praxis Berg")
     starts = {start for start, _ in busy(bridge, token, bridge.calendar_id("bea", "cal"))}
     berlin = datetime.combine(DAY, time(9), ZoneInfo("Europe/Berlin")).astimezone(UTC)
