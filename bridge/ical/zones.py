@@ -233,6 +233,13 @@ class _PerParseTable:
         self._local.table = None
 
     def get(self, key: str, default: Any = None) -> Any:
+        """Rules 1 to 3 as :func:`zone_for` applies them (rule 4 in :func:`_guessing`): a name IANA or CLDR
+        explains is that zone whatever the resource's VTIMEZONE says (vobject took the VTIMEZONE, so
+        Radicale's own filters put Europe/Berlin 09:00 with a +14:00 definition 13 hours away from the
+        bridge's index). vobject registers a VTIMEZONE only if this finds nothing for its TZID."""
+        zone = named_zone(str(key))
+        if zone is not None:
+            return zone
         return self._table().get(key, default)
 
     def __setitem__(self, key: str, value: Any) -> None:
@@ -240,6 +247,20 @@ class _PerParseTable:
 
 
 _VOBJECT_TABLE = _PerParseTable()
+
+
+def _guessing(lookup: Any) -> Any:
+    """vobject's getTzid, with rule 4 when the resource defines the name nowhere (not on the lookup
+    vobject makes before registering a VTIMEZONE, ``smart=False``, so the definition still wins)."""
+
+    def get_tzid(tzid: Any, smart: bool = True) -> Any:
+        zone = lookup(tzid, False)
+        if zone is None and smart and tzid:
+            zone = guessed_zone(str(tzid))
+        return zone
+
+    get_tzid.__wrapped_by_calbridge__ = True  # type: ignore[attr-defined]
+    return get_tzid
 
 
 def _per_resource(read: Any) -> Any:
@@ -269,6 +290,8 @@ def _install() -> None:
     tzp.cache_timezone_component = _no_process_wide_definitions  # type: ignore[method-assign]
     tzp.timezone = _named_or_guessed  # type: ignore[method-assign]
     vars(vobject.icalendar)["__tzidMap"] = _VOBJECT_TABLE
+    if not getattr(vobject.icalendar.getTzid, "__wrapped_by_calbridge__", False):
+        vobject.icalendar.getTzid = _guessing(vobject.icalendar.getTzid)
     timezone_class = vobject.icalendar.TimezoneComponent
     if not getattr(timezone_class.tzinfo.fget, "__wrapped_by_calbridge__", False):
         timezone_class.tzinfo = property(_readable_or_none(timezone_class.tzinfo.fget), timezone_class.tzinfo.fset)

@@ -95,3 +95,25 @@ def test_long_tzids_are_not_kept_in_memory(bridge: Bridge, bea: httpx.Client) ->
     starts = {start for start, _ in busy(bridge, token, bridge.calendar_id("bea", "cal"))}
     berlin = datetime.combine(DAY, time(9), ZoneInfo("Europe/Berlin")).astimezone(UTC)
     assert f"{berlin:%Y-%m-%dT%H:%M:%SZ}" in starts
+
+
+PLUS14 = "BEGIN:STANDARD\r\nDTSTART:19700101T000000\r\nTZOFFSETFROM:+1400\r\nTZOFFSETTO:+1400\r\nEND:STANDARD\r\n"
+
+
+@pytest.mark.parametrize("tzid,hour_utc", [
+    ("Europe/Berlin", None),  # rule 1: zoneinfo's zone, whatever the VTIMEZONE says
+    ("W. Europe Standard Time", None),  # rule 2: CLDR's zone, whatever the VTIMEZONE says
+    ("/mozilla.org/20070129_1/Europe/Berlin", 19),  # rule 3 before 4: its own definition, +14:00
+])
+def test_radicales_own_filters_put_times_where_the_index_does(bridge: Bridge, bea: httpx.Client, tzid: str,
+                                                              hour_utc: int | None) -> None:
+    """A calendar-query with a prop-filter is filtered by Radicale (vobject); it took the resource's
+    VTIMEZONE over the IANA or Windows name, 13 hours from where free/busy and the expand put it."""
+    assert bea.put("/dav/bea/cal/plus14.ics", content=HEAD + vtimezone(PLUS14, tzid) + event("p", tzid) + FOOT
+                   ).status_code == 201
+    nine = datetime.combine(DAY, time(9), ZoneInfo("Europe/Berlin")).astimezone(UTC)
+    start = nine if hour_utc is None else datetime.combine(DAY - timedelta(days=1), time(hour_utc), UTC)
+    token = bridge.add_token("Praxis Berg")
+    assert f"{start:%Y-%m-%dT%H:%M:%SZ}" in {s for s, _ in busy(bridge, token, bridge.calendar_id("bea", "cal"))}
+    found = caldav_query_hrefs(bea, "/dav/bea/cal/", start - timedelta(minutes=30), start + timedelta(minutes=30))
+    assert "plus14.ics" in found
