@@ -206,8 +206,7 @@ class SqlCollection(radicale_storage.BaseCollection):
             calendar = self._require_calendar()
             if calendars.is_protected(session, calendar):  # the /dav gate refuses first; this is the backstop
                 raise CalendarProtected(self._path)
-            calendars.delete_calendar(session, calendar)
-            self._storage.forget_calendar(calendar)
+            self._storage.remove_client_calendar(session, calendar)
             return
         calendar = self._require_calendar()
         not_mirrored(items.by_href(session, calendar.id, href))
