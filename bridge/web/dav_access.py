@@ -32,6 +32,31 @@ def authenticated(auth: SqlAuth, header: str, content_type: str = "") -> str | N
     return login
 
 
+def unreadable_credentials(header: str, content_type: str) -> bool:
+    """Whether Radicale would fail on reading this Authorization header with a 500 (base64 it cannot
+    decode, no ":" in it, a charset Python does not know): the gate answers 401 instead."""
+    if not header.startswith("Basic"):
+        return False
+    try:
+        decoded = base64.b64decode(header[len("Basic"):].strip().encode("ascii"))
+        text = _radicale_decoded(decoded, content_type)
+    except (binascii.Error, UnicodeError, LookupError, ValueError):
+        return True
+    return ":" not in text
+
+
+def _radicale_decoded(data: bytes, content_type: str) -> str:
+    charsets = []
+    if "charset=" in content_type:
+        charsets.append(content_type.split("charset=")[1].split(";")[0].strip())
+    for charset in dict.fromkeys([*charsets, "utf-8", "iso8859-1"]):
+        try:
+            return data.decode(charset)  # LookupError for an unknown charset, as in Radicale
+        except UnicodeDecodeError:
+            continue
+    raise UnicodeError("no charset decodes the credentials")
+
+
 def _decoded(data: bytes, content_type: str) -> str | None:
     """radicale.httputils.decode_request: the request's charset, then UTF-8, then ISO-8859-1."""
     charsets = []
