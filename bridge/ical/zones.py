@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import threading
 import zoneinfo
+import zoneinfo._common as zoneinfo_common
 from collections.abc import Iterable, Iterator
 from datetime import datetime, tzinfo
 from typing import Any
@@ -285,6 +286,8 @@ def _dates_stay_dates(read: Any) -> Any:
 
 def _install() -> None:
     """Switch icalendar's and vobject's process-wide VTIMEZONE tables off (see module doc)."""
+    if not getattr(zoneinfo_common.load_tzdata, "__wrapped_by_calbridge__", False):
+        zoneinfo_common.load_tzdata = _no_directories(zoneinfo_common.load_tzdata)
     if not getattr(icalendar.vDDDTypes.from_ical, "__wrapped_by_calbridge__", False):
         icalendar.vDDDTypes.from_ical = _dates_stay_dates(vars(icalendar.vDDDTypes)["from_ical"])  # type: ignore[method-assign]
     tzp.cache_timezone_component = _no_process_wide_definitions  # type: ignore[method-assign]
@@ -313,6 +316,22 @@ def _readable_or_none(read: Any) -> Any:
 
     tzinfo_or_none.__wrapped_by_calbridge__ = True  # type: ignore[attr-defined]
     return tzinfo_or_none
+
+
+def _no_directories(load: Any) -> Any:
+    """zoneinfo's tzdata loader, with a TZID that names a folder of the tz database ("Europe", "Etc")
+    not found rather than an IsADirectoryError: every ``ZoneInfo(name)`` here catches
+    ZoneInfoNotFoundError, and ``DTSTART;TZID=Europe:...`` answered a PUT with 500 (also MKCALENDAR,
+    the sync rules, a Google event's timeZone)."""
+
+    def load_tzdata(key: str) -> Any:
+        try:
+            return load(key)
+        except (IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+            raise zoneinfo.ZoneInfoNotFoundError(f"No time zone found with key {key}") from exc
+
+    load_tzdata.__wrapped_by_calbridge__ = True  # type: ignore[attr-defined]
+    return load_tzdata
 
 
 def _named_or_guessed(tz_id: str) -> tzinfo | None:
