@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from bridge import bookings
 from bridge.secrets import SecretError, Secrets
 from bridge.settings import Settings
-from bridge.store import calendars, items, users, writers
+from bridge.store import calendars, items, users
 from bridge.store.models import Booking, Calendar, Connection, User
 from bridge.sync.connection_admin import Departing, departing, disconnect
 
@@ -146,7 +146,6 @@ def _end_contents(session: Session, calendar: Calendar, now: datetime, keys: Cha
         if channel is not None:
             parting.append(channel)
         disconnect(session, connection, remove_mirrored=True)
-    for item in items.all_of(session, calendar.id):  # what is left, each removed as its owner would
-        items.delete(session, calendar, item.href, writers.for_origin(item.origin))
+    items.empty_as_owners(session, calendar)
     calendars.mark_removed(calendar, now)
     return tuple(parting)

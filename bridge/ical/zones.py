@@ -11,7 +11,7 @@ per process) and binds every date-time of a parsed resource to a zone chosen by 
 2. a Windows or CLDR name (``W. Europe Standard Time``, as Outlook and Exchange write them) is
    the IANA zone that CLDR maps it to, whatever the resource's VTIMEZONE says: such a name means
    one zone everywhere, and the sync rules rewrite these names to that IANA zone at ingest;
-3. any other name is the resource's own VTIMEZONE of that TZID;
+3. any other name is the resource's own VTIMEZONE of that TZID (if that has at most 64 KiB);
 4. a name none of these explains but which ends in an IANA name (``/mozilla.org/.../Europe/Berlin``)
    is that IANA zone; otherwise the value stays floating (no zone), as if it had no TZID.
 
@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import threading
 import zoneinfo
+import zoneinfo._common as zoneinfo_common
 from collections.abc import Iterable, Iterator
 from datetime import datetime, tzinfo
 from typing import Any
@@ -49,12 +50,22 @@ TIME_PROPERTIES = ("DTSTART", "DTEND", "DUE", "RECURRENCE-ID", "RDATE", "EXDATE"
 """The properties whose date-times a TZID parameter qualifies."""
 
 NAME_CACHE_SIZE = 1024
+MAX_NAME_CHARS = 300
 DEFINITION_CACHE_SIZE = 256
+MAX_DEFINITION_BYTES = 64 * 1024
+
+
+def named_zone(tzid: str) -> tzinfo | None:
+    """The zone a TZID names by itself (rules 1, 2 and 4), or None if only a definition can say.
+    No IANA or Windows name is longer than MAX_NAME_CHARS; a longer TZID names nothing and is not
+    cached (1,024 TZIDs of a megabyte each would hold a gigabyte)."""
+    if len(tzid) > MAX_NAME_CHARS:
+        return None
+    return _cached_named_zone(tzid)
 
 
 @functools.lru_cache(maxsize=NAME_CACHE_SIZE)
-def named_zone(tzid: str) -> tzinfo | None:
-    """The zone a TZID names by itself (rules 1, 2 and 4), or None if only a definition can say."""
+def _cached_named_zone(tzid: str) -> tzinfo | None:
     name = tzid.strip()
     zone = _iana(name.strip("/"))
     if zone is not None:
@@ -85,9 +96,21 @@ def _iana(name: str) -> tzinfo | None:
         return None
 
 
-@functools.lru_cache(maxsize=DEFINITION_CACHE_SIZE)
 def _defined_zone(definition: bytes) -> tzinfo | None:
-    """A zone built from one VTIMEZONE's text; None when the definition cannot be read."""
+    """A zone built from one VTIMEZONE's text; None when the definition cannot be read, or is over
+    MAX_DEFINITION_BYTES: real definitions have a few KB, and one of 50,000 RDATEs (800 KB) took
+    seconds to build and 4 MB to keep, per distinct text, in each of the cache's 256 places."""
+    if len(definition) > MAX_DEFINITION_BYTES:
+        return None
+    return _cached_zone(definition)
+
+
+@functools.lru_cache(maxsize=DEFINITION_CACHE_SIZE)
+def _cached_zone(definition: bytes) -> tzinfo | None:
+    return _built_zone(definition)
+
+
+def _built_zone(definition: bytes) -> tzinfo | None:
     try:
         component = icalendar.Timezone.from_ical(definition)
         return tzp.create_timezone(component)  # type: ignore[arg-type]
@@ -211,6 +234,13 @@ class _PerParseTable:
         self._local.table = None
 
     def get(self, key: str, default: Any = None) -> Any:
+        """Rules 1 to 3 as :func:`zone_for` applies them (rule 4 in :func:`_guessing`): a name IANA or CLDR
+        explains is that zone whatever the resource's VTIMEZONE says (vobject took the VTIMEZONE, so
+        Radicale's own filters put Europe/Berlin 09:00 with a +14:00 definition 13 hours away from the
+        bridge's index). vobject registers a VTIMEZONE only if this finds nothing for its TZID."""
+        zone = named_zone(str(key))
+        if zone is not None:
+            return zone
         return self._table().get(key, default)
 
     def __setitem__(self, key: str, value: Any) -> None:
@@ -218,6 +248,20 @@ class _PerParseTable:
 
 
 _VOBJECT_TABLE = _PerParseTable()
+
+
+def _guessing(lookup: Any) -> Any:
+    """vobject's getTzid, with rule 4 when the resource defines the name nowhere (not on the lookup
+    vobject makes before registering a VTIMEZONE, ``smart=False``, so the definition still wins)."""
+
+    def get_tzid(tzid: Any, smart: bool = True) -> Any:
+        zone = lookup(tzid, False)
+        if zone is None and smart and tzid:
+            zone = guessed_zone(str(tzid))
+        return zone
+
+    get_tzid.__wrapped_by_calbridge__ = True  # type: ignore[attr-defined]
+    return get_tzid
 
 
 def _per_resource(read: Any) -> Any:
@@ -242,14 +286,52 @@ def _dates_stay_dates(read: Any) -> Any:
 
 def _install() -> None:
     """Switch icalendar's and vobject's process-wide VTIMEZONE tables off (see module doc)."""
+    if not getattr(zoneinfo_common.load_tzdata, "__wrapped_by_calbridge__", False):
+        zoneinfo_common.load_tzdata = _no_directories(zoneinfo_common.load_tzdata)
     if not getattr(icalendar.vDDDTypes.from_ical, "__wrapped_by_calbridge__", False):
         icalendar.vDDDTypes.from_ical = _dates_stay_dates(vars(icalendar.vDDDTypes)["from_ical"])  # type: ignore[method-assign]
     tzp.cache_timezone_component = _no_process_wide_definitions  # type: ignore[method-assign]
     tzp.timezone = _named_or_guessed  # type: ignore[method-assign]
     vars(vobject.icalendar)["__tzidMap"] = _VOBJECT_TABLE
+    if not getattr(vobject.icalendar.getTzid, "__wrapped_by_calbridge__", False):
+        vobject.icalendar.getTzid = _guessing(vobject.icalendar.getTzid)
+    timezone_class = vobject.icalendar.TimezoneComponent
+    if not getattr(timezone_class.tzinfo.fget, "__wrapped_by_calbridge__", False):
+        timezone_class.tzinfo = property(_readable_or_none(timezone_class.tzinfo.fget), timezone_class.tzinfo.fset)
     if not getattr(vobject.base.readComponents, "__wrapped_by_calbridge__", False):
         vobject.base.readComponents = _per_resource(vobject.base.readComponents)
         vobject.readComponents = vobject.base.readComponents
+
+
+def _readable_or_none(read: Any) -> Any:
+    """vobject's VTIMEZONE to tzinfo (dateutil's tzical), None where it cannot read the definition (no
+    STANDARD or DAYLIGHT, one without DTSTART): the times stay floating, as :func:`_defined_zone` leaves
+    them, instead of failing every Radicale filter of the calendar that holds the item with a 500."""
+
+    def tzinfo_or_none(component: Any) -> Any:
+        try:
+            return read(component)
+        except Exception:  # dateutil raises ValueError, KeyError, IndexError... on what it cannot read
+            return None
+
+    tzinfo_or_none.__wrapped_by_calbridge__ = True  # type: ignore[attr-defined]
+    return tzinfo_or_none
+
+
+def _no_directories(load: Any) -> Any:
+    """zoneinfo's tzdata loader, with a TZID that names a folder of the tz database ("Europe", "Etc")
+    not found rather than an IsADirectoryError: every ``ZoneInfo(name)`` here catches
+    ZoneInfoNotFoundError, and ``DTSTART;TZID=Europe:...`` answered a PUT with 500 (also MKCALENDAR,
+    the sync rules, a Google event's timeZone)."""
+
+    def load_tzdata(key: str) -> Any:
+        try:
+            return load(key)
+        except (IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+            raise zoneinfo.ZoneInfoNotFoundError(f"No time zone found with key {key}") from exc
+
+    load_tzdata.__wrapped_by_calbridge__ = True  # type: ignore[attr-defined]
+    return load_tzdata
 
 
 def _named_or_guessed(tz_id: str) -> tzinfo | None:

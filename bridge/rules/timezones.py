@@ -204,6 +204,8 @@ def vtimezone(tzid: str, first_year: int = Timezone.DEFAULT_FIRST_DATE.year) -> 
     an item needs: 1970 to 2038 (its default) would be ~2.3 KB and 10 ms to parse
     per item, the item's first year plus :data:`VTIMEZONE_YEARS` is well under half.
     """
+    if len(tzid) > 255:  # no IANA name is longer; the cache below would keep the text of any
+        return None
     text = _vtimezone_ical(tzid, first_year)
     if text is None:
         return None

@@ -215,8 +215,7 @@ class SqlCollection(radicale_storage.BaseCollection):
             calendar = self._require_calendar()
             if calendars.is_protected(session, calendar):  # the /dav gate refuses first; this is the backstop
                 raise CalendarProtected(self._path)
-            calendars.delete_calendar(session, calendar)
-            self._storage.forget_calendar(calendar)
+            self._storage.remove_client_calendar(session, calendar)
             return
         calendar = self._require_calendar()
         try:
@@ -244,6 +243,8 @@ class SqlCollection(radicale_storage.BaseCollection):
 
     def set_meta(self, props: Mapping[str, str]) -> None:
         if self._calendar is not None:
+            if props.get("tag", "") != self._calendar.tag:  # RFC 4918, 15.9: MKCALENDAR/MKCOL decide it, not PROPPATCH
+                raise ValueError("the resource type of a calendar cannot be changed")
             calendars.set_props(self._session, self._calendar, props)
         elif self._principal is not None:
             if props.get("tag"):

@@ -13,7 +13,7 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from radicale import config as radicale_config
@@ -83,6 +83,18 @@ class SqlStorage(radicale_storage.BaseStorage):
                 self._local.session = None
                 self._local.user = ""
                 self._local.memo = {}
+
+    def remove_client_calendar(self, session: Session, calendar: Calendar) -> None:
+        """A CalDAV DELETE of a calendar the client made (it holds no bookings or connections): as
+        bridge.removal ends one, each item's deletion recorded and the calendar kept, removed, for the
+        change feed until its changes expire; deleting the row took the deletions out of the feed, and
+        the booking engine kept every event of it as if it still were there."""
+        now = datetime.now(UTC)
+        item_store.empty_as_owners(session, calendar)
+        calendars.mark_removed(calendar, now)
+        kept = timedelta(days=self._settings.sync_token_max_age_days)
+        calendars.purge_removed(session, calendar.tenant_id, now - kept)
+        self.forget_calendar(calendar)
 
     def prune_now_and_then(self, session: Session, calendar: Calendar) -> None:
         changes.prune_now_and_then(session, calendar, self._settings.sync_token_max_age_days, datetime.now(UTC))

@@ -240,6 +240,14 @@ def remove_all(session: Session, calendar: Calendar, writer: Writer) -> list[str
     return hrefs
 
 
+def empty_as_owners(session: Session, calendar: Calendar) -> None:
+    """Delete every item of a calendar that is being removed, each as its owner would (so the origin
+    rule holds and every deletion is recorded for the change feed): the end of a calendar, whoever
+    asked for it (bridge.removal, or a CalDAV client deleting a calendar it made)."""
+    for item in all_of(session, calendar.id):
+        delete(session, calendar, item.href, writers.for_origin(item.origin))
+
+
 def move(session: Session, item: Item, source: Calendar, target: Calendar, to_href: str, writer: Writer) -> None:
     """Move ``item`` to ``target`` under ``to_href`` as ``writer``, replacing what is there; the origin
     rule holds for the moved item and for the one it would replace."""

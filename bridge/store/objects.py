@@ -122,9 +122,14 @@ def _tzids(components: list[icalendar.Component]) -> set[str]:
     return found
 
 
-@functools.lru_cache(maxsize=256)
 def _vtimezone(tzid: str) -> str | None:
-    """The VTIMEZONE of an IANA zone as iCalendar text, built once per zone."""
+    """The VTIMEZONE of an IANA zone as iCalendar text, built once per zone (no IANA name is longer
+    than 255 characters: a longer TZID is not looked up, so it cannot fill the cache with its text)."""
+    return _iana_vtimezone(tzid) if len(tzid) <= 255 else None
+
+
+@functools.lru_cache(maxsize=256)
+def _iana_vtimezone(tzid: str) -> str | None:
     try:
         zoneinfo.ZoneInfo(tzid)
         return icalendar.Timezone.from_tzid(tzid).to_ical().decode()

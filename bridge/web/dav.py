@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bridge.storage_plugin.checks import InvalidICalendar, checked_components
+from bridge.web.dav_access import unreadable_credentials
 from bridge.web.dav_answer import Answer
 from bridge.web.dav_booking import BookingEdits
 from bridge.web.dav_collection import WHOLE_CALENDAR_METHODS, CalendarGuard
@@ -61,6 +62,8 @@ class DavGate:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["method"] != scope["method"].upper():  # Radicale upper-cases the method: so does every check here
+            scope = {**scope, "method": scope["method"].upper()}
         headers = {key.decode("latin1").lower(): value.decode("latin1") for key, value in scope["headers"]}
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
@@ -70,6 +73,10 @@ class DavGate:
             body = await _read_body(receive, self.max_body_bytes)
         except BodyTooLarge:
             await _plain(send, 413, f"request body over the limit of {self.max_body_bytes} bytes")
+            return
+        if unreadable_credentials(headers.get("authorization", ""), headers.get("content-type", "")):
+            await _plain(send, 401, "the Authorization header is not Basic credentials as login:password in base64",
+                         [(b"WWW-Authenticate", b'Basic realm="calbridge"')])
             return
         if scope["method"] in XML_METHODS and body:
             reason = _xml_refusal(body)
@@ -213,8 +220,9 @@ async def _send_answer(send: Send, answer: Answer) -> None:
     await send({"type": "http.response.body", "body": answer.body})
 
 
-async def _plain(send: Send, status: int, text: str) -> None:
+async def _plain(send: Send, status: int, text: str, extra: list[Any] | None = None) -> None:
     body = (text + "\n").encode()
-    headers: list[Any] = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    headers: list[Any] = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+                          *(extra or [])]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

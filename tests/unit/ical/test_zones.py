@@ -72,8 +72,8 @@ def test_a_new_zone_name_on_every_resource_does_not_grow_memory() -> None:
         parse_calendar(resource(f"Zone {n}", f"+{n % 12:02d}00", extra=f"X-N:{n}\r\n"))
         parse_calendar(resource(f"/vendor{n}/Europe/Berlin", "+0100"))
     assert len(table) == before
-    assert zones._defined_zone.cache_info().currsize <= zones.DEFINITION_CACHE_SIZE
-    assert zones.named_zone.cache_info().currsize <= zones.NAME_CACHE_SIZE
+    assert zones._cached_zone.cache_info().currsize <= zones.DEFINITION_CACHE_SIZE
+    assert zones._cached_named_zone.cache_info().currsize <= zones.NAME_CACHE_SIZE
 
 
 def test_parallel_parses_of_clashing_definitions_never_mix() -> None:
