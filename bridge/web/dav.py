@@ -74,7 +74,7 @@ class DavGate:
         except BodyTooLarge:
             await _plain(send, 413, f"request body over the limit of {self.max_body_bytes} bytes")
             return
-        if unreadable_credentials(headers.get("authorization", ""), headers.get("content-type", "")):
+        if unreadable_credentials(headers):
             await _plain(send, 401, "the Authorization header is not Basic credentials as login:password in base64",
                          [(b"WWW-Authenticate", b'Basic realm="calbridge"')])
             return

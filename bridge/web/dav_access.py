@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 
 from bridge.storage_plugin.auth import SqlAuth
 from bridge.storage_plugin.rights import SqlRights
 
 
-def authenticated(auth: SqlAuth, header: str, content_type: str = "") -> str | None:
-    """The login of valid Basic credentials, else None, read exactly as Radicale reads them: a
-    stricter reading (a space after "Basic", canonical base64, UTF-8 only) let "Basic" + base64
+def authenticated(auth: SqlAuth, headers: Mapping[str, str]) -> str | None:
+    """The login of valid Basic credentials in ``headers``, else None, read exactly as Radicale reads
+    them: a stricter reading (a space after "Basic", canonical base64, UTF-8 only) let "Basic" + base64
     with a stray character past every guard of the gate while Radicale logged the user in."""
-    if not header.startswith("Basic"):
-        return None
     try:
-        decoded = base64.b64decode(header[len("Basic"):].strip().encode("ascii"))
-    except (binascii.Error, UnicodeEncodeError, ValueError):
+        text = _credentials(headers)
+    except (binascii.Error, UnicodeError, LookupError, ValueError):
         return None
-    text = _decoded(decoded, content_type)
     if text is None:
         return None
     login, colon, password = text.partition(":")
@@ -32,42 +30,33 @@ def authenticated(auth: SqlAuth, header: str, content_type: str = "") -> str | N
     return login
 
 
-def unreadable_credentials(header: str, content_type: str) -> bool:
-    """Whether Radicale would fail on reading this Authorization header with a 500 (base64 it cannot
+def unreadable_credentials(headers: Mapping[str, str]) -> bool:
+    """Whether Radicale would fail on reading the Authorization header with a 500 (base64 it cannot
     decode, no ":" in it, a charset Python does not know): the gate answers 401 instead."""
-    if not header.startswith("Basic"):
-        return False
     try:
-        decoded = base64.b64decode(header[len("Basic"):].strip().encode("ascii"))
-        text = _radicale_decoded(decoded, content_type)
+        text = _credentials(headers)
     except (binascii.Error, UnicodeError, LookupError, ValueError):
         return True
-    return ":" not in text
+    return text is not None and ":" not in text
 
 
-def _radicale_decoded(data: bytes, content_type: str) -> str:
-    charsets = []
-    if "charset=" in content_type:
-        charsets.append(content_type.split("charset=")[1].split(";")[0].strip())
-    for charset in dict.fromkeys([*charsets, "utf-8", "iso8859-1"]):
-        try:
-            return data.decode(charset)  # LookupError for an unknown charset, as in Radicale
-        except UnicodeDecodeError:
-            continue
-    raise UnicodeError("no charset decodes the credentials")
-
-
-def _decoded(data: bytes, content_type: str) -> str | None:
-    """radicale.httputils.decode_request: the request's charset, then UTF-8, then ISO-8859-1."""
+def _credentials(headers: Mapping[str, str]) -> str | None:
+    """The decoded Basic credentials (None without any), as radicale.httputils.decode_request reads
+    them: the request's charset, then UTF-8, then ISO-8859-1; an unknown charset raises LookupError."""
+    header = headers.get("authorization", "")
+    if not header.startswith("Basic"):
+        return None
+    data = base64.b64decode(header[len("Basic"):].strip().encode("ascii"))
+    content_type = headers.get("content-type", "")
     charsets = []
     if "charset=" in content_type:
         charsets.append(content_type.split("charset=")[1].split(";")[0].strip())
     for charset in dict.fromkeys([*charsets, "utf-8", "iso8859-1"]):
         try:
             return data.decode(charset)
-        except (UnicodeDecodeError, LookupError):
+        except UnicodeDecodeError:
             continue
-    return None
+    raise UnicodeError("no charset decodes the credentials")
 
 
 def may(rights: SqlRights, login: str, owner: str, slug: str, permission: str) -> bool:

@@ -47,7 +47,7 @@ class BookingEdits:
         """The answer to a DELETE of a booking's event (the booking cancelled), or None for Radicale
         to answer (anything else, and whatever the gate cannot decide as Radicale would)."""
         parts = segments(path, 3, trailing_slash=False)
-        login = authenticated(self._auth, headers.get("authorization", "")) if parts else None
+        login = authenticated(self._auth, headers) if parts else None
         if parts is None or login is None:
             return None
         owner_login, slug, href = parts

@@ -46,7 +46,7 @@ class CalendarGuard:
         parts = split(path)
         if len(parts) != 2:
             return None
-        login = authenticated(self._auth, headers.get("authorization", ""), headers.get("content-type", ""))
+        login = authenticated(self._auth, headers)
         owner_login, slug = parts
         if login is None or not may(self._rights, login, owner_login, slug, "w"):
             return None  # Radicale answers with its own delay, 401 or 403

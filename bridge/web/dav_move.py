@@ -30,7 +30,7 @@ class MoveCheck:
     def answer(self, path: str, headers: dict[str, str], href_prefix: str) -> Answer | None:
         """403 for a MOVE the origin rule refuses, or None to let Radicale answer."""
         source = segments(path, 3, trailing_slash=False)
-        login = authenticated(self._auth, headers.get("authorization", "")) if source else None
+        login = authenticated(self._auth, headers) if source else None
         if source is None or login is None:
             return None
         target = _destination(headers.get("destination", ""), href_prefix)

@@ -53,8 +53,7 @@ class ItemPut:
     def answer(self, path: str, headers: dict[str, str], body: bytes, href_prefix: str) -> Answer | None:
         """The answer to a PUT of ``path`` (relative to /dav), or None to let Radicale answer."""
         parts = segments(path, 3, trailing_slash=False)
-        login = authenticated(self._auth, headers.get("authorization", ""),
-                              headers.get("content-type", "")) if parts else None
+        login = authenticated(self._auth, headers) if parts else None
         if parts is None or login is None:
             return None
         owner_login, slug, href = parts

@@ -45,7 +45,7 @@ class ExpandQuery:
         parts = segments(path, 2, trailing_slash=None)
         if request is None or parts is None or headers.get("depth", "1") != "1":
             return None
-        login = authenticated(self._auth, headers.get("authorization", ""), headers.get("content-type", ""))
+        login = authenticated(self._auth, headers)
         owner_login, slug = parts
         if login is None or not may(self._rights, login, owner_login, slug, "r"):
             return None

@@ -40,7 +40,7 @@ class FreeBusyReport:
         parts = segments(path, 2, trailing_slash=None)
         if window is None or parts is None:
             return None
-        login = authenticated(self._auth, headers.get("authorization", ""), headers.get("content-type", ""))
+        login = authenticated(self._auth, headers)
         owner_login, slug = parts
         if login is None or not may(self._rights, login, owner_login, slug, "r"):
             return None
