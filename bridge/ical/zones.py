@@ -67,12 +67,12 @@ def named_zone(tzid: str) -> tzinfo | None:
 @functools.lru_cache(maxsize=NAME_CACHE_SIZE)
 def _cached_named_zone(tzid: str) -> tzinfo | None:
     name = tzid.strip()
-    zone = _iana(name.strip("/"))
+    zone = iana_zone(name.strip("/"))
     if zone is not None:
         return zone
     windows = WINDOWS_TO_OLSON.get(name)
     if windows is not None:
-        return _iana(windows)
+        return iana_zone(windows)
     return None
 
 
@@ -87,7 +87,9 @@ def guessed_zone(tzid: str) -> tzinfo | None:
     return None
 
 
-def _iana(name: str) -> tzinfo | None:
+def iana_zone(name: str) -> zoneinfo.ZoneInfo | None:
+    """The zoneinfo zone named ``name``, or None; no IANA name is longer than 255 characters, so a
+    longer one is not even looked up (callers may cache by name behind this check)."""
     if not name or len(name) > 255:
         return None
     try:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import zoneinfo
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
@@ -33,20 +32,13 @@ from icalendar.prop.dt.types import DT_TYPE
 from icalendar.timezone import tzid_from_tzinfo
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 
+from bridge.ical.zones import iana_zone
 from bridge.rules.markers import property_values
 from bridge.rules.options import ConnectionOptions
 
 DATETIME_PROPERTIES = ("DTSTART", "DTEND", "RECURRENCE-ID", "RDATE", "EXDATE")
 VTIMEZONE_YEARS = 30
 """A VTIMEZONE built here covers the item's first year and this many years after it."""
-
-
-def iana_zone(tzid: str) -> zoneinfo.ZoneInfo | None:
-    """The zoneinfo zone named ``tzid``, or None if there is none."""
-    try:
-        return zoneinfo.ZoneInfo(tzid)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return None
 
 
 def windows_to_iana(tzid: str) -> str | None:
@@ -204,7 +196,7 @@ def vtimezone(tzid: str, first_year: int = Timezone.DEFAULT_FIRST_DATE.year) -> 
     an item needs: 1970 to 2038 (its default) would be ~2.3 KB and 10 ms to parse
     per item, the item's first year plus :data:`VTIMEZONE_YEARS` is well under half.
     """
-    if len(tzid) > 255:  # no IANA name is longer; the cache below would keep the text of any
+    if iana_zone(tzid) is None:  # before the cache, which would keep any text as its key
         return None
     text = _vtimezone_ical(tzid, first_year)
     if text is None:

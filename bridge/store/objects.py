@@ -17,7 +17,7 @@ from typing import Any
 
 import icalendar
 
-from bridge.ical.zones import parse_calendars
+from bridge.ical.zones import iana_zone, parse_calendars
 
 OBJECT_COMPONENTS = ("VEVENT", "VTODO", "VJOURNAL")
 MAX_RRULE_OCCURRENCES = 10_000  # Radicale's default limit, so both paths refuse the same series
@@ -123,9 +123,9 @@ def _tzids(components: list[icalendar.Component]) -> set[str]:
 
 
 def _vtimezone(tzid: str) -> str | None:
-    """The VTIMEZONE of an IANA zone as iCalendar text, built once per zone (no IANA name is longer
-    than 255 characters: a longer TZID is not looked up, so it cannot fill the cache with its text)."""
-    return _iana_vtimezone(tzid) if len(tzid) <= 255 else None
+    """The VTIMEZONE of an IANA zone as iCalendar text, built once per zone (only a name zoneinfo
+    knows reaches the cache, so a made-up TZID cannot fill it with its text)."""
+    return _iana_vtimezone(tzid) if iana_zone(tzid) is not None else None
 
 
 @functools.lru_cache(maxsize=256)
